@@ -1,0 +1,52 @@
+# Guichet: `make run` sets everything up and starts the assistant; `make test` runs the tests.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+# Python 3.10 is required by Rasa 3.6: taken from PATH or from pyenv.
+PYTHON310 ?= $(shell command -v python3.10 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.10.*/bin/python3.10 2>/dev/null | tail -n 1)
+
+.PHONY: help install train run shell test eval bench lint clean
+
+help: ## List the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@if [ -z "$(PYTHON310)" ]; then \
+	  echo "Python 3.10 is required (Rasa 3.6 supports no newer Python) and was not found."; \
+	  echo "Install it (e.g. 'pyenv install 3.10' or your distribution's python3.10) or run: make PYTHON310=/path/to/python3.10 ..."; \
+	  exit 1; fi
+	@$(PYTHON310) -c 'import sys; assert sys.version_info[:2] == (3, 10), sys.version' \
+	  || { echo "$(PYTHON310) is not Python 3.10"; exit 1; }
+	$(PYTHON310) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip<25" wheel
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $@
+
+install: $(VENV)/.installed ## Create the virtual environment and install the pinned dependencies
+
+train: install ## Train the model if none matches the current data and config
+	$(PY) -m bot.faq.training
+
+run: install ## Set up and start the assistant (Rasa server + action server), embedded default
+	$(PY) -m bot.launcher
+
+shell: install ## Chat with the assistant in the terminal
+	$(PY) -m bot.launcher --shell
+
+test: install ## Run the whole test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+eval: install ## Evaluate the NLU (public set + held-out split) against Rasa's default config
+	$(PY) -m bot.faq.evaluation
+
+bench: install ## Run the benchmarks; results in bench/results/
+	$(PY) -m bench.run
+
+lint: install ## ruff
+	$(VENV)/bin/ruff check .
+
+clean: ## Remove the environment, models and local data
+	rm -rf $(VENV) models var .pytest_cache

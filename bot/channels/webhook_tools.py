@@ -1,0 +1,96 @@
+"""Building blocks shared by the webhook connectors (Messenger, Instagram, WhatsApp).
+
+- `verify_signature`: Meta's `X-Hub-Signature-256` check over the raw body.
+- `SeenIds`: de-duplicates redeliveries of the same event id for a while.
+- `SenderQueues`: processes events in the background, in order for each sender and
+  concurrently across senders, so that a webhook is acknowledged at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from collections import OrderedDict
+from typing import Awaitable, Callable
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+
+
+def sign(app_secret: str, body: bytes) -> str:
+    """The header value Meta sends: `sha256=<lowercase hex HMAC-SHA256>`."""
+    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(app_secret: str, body: bytes, header: str | None) -> bool:
+    """True only if `header` is the HMAC-SHA256 of the raw `body` (constant-time compare)."""
+    if not app_secret or not header or not header.startswith("sha256="):
+        return False
+    return hmac.compare_digest(sign(app_secret, body), header.strip())
+
+
+class SeenIds:
+    """Remembers event ids for `ttl` seconds (bounded in size) to drop redeliveries."""
+
+    def __init__(self, ttl: float = 36 * 3600, max_size: int = 100_000) -> None:
+        self.ttl = ttl
+        self.max_size = max_size
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def seen_before(self, key: str) -> bool:
+        """Records `key`; returns True if it was already recorded and not expired."""
+        now = time.monotonic()
+        while self._seen:
+            oldest, stamp = next(iter(self._seen.items()))
+            if now - stamp < self.ttl and len(self._seen) < self.max_size:
+                break
+            self._seen.popitem(last=False)
+        if key in self._seen:
+            return True
+        self._seen[key] = now
+        return False
+
+
+Job = Callable[[], Awaitable[None]]
+
+
+class SenderQueues:
+    """One FIFO per sender, drained by its own task; idle queues are removed."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, asyncio.Queue[Job]] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    def submit(self, sender: str, job: Job) -> None:
+        queue = self._queues.get(sender)
+        if queue is None:
+            queue = self._queues[sender] = asyncio.Queue()
+            task = asyncio.get_running_loop().create_task(self._drain(sender, queue))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        queue.put_nowait(job)
+
+    async def _drain(self, sender: str, queue: asyncio.Queue[Job]) -> None:
+        while True:
+            job = await queue.get()
+            try:
+                await job()
+            except Exception:  # noqa: BLE001 - one bad event must not stop the queue
+                logger.exception("Processing an event of sender %s failed", sender)
+            if queue.empty():
+                del self._queues[sender]
+                return
+
+    @property
+    def pending(self) -> int:
+        return sum(q.qsize() for q in self._queues.values())
+
+    async def join(self, timeout: float = 30) -> None:
+        """Waits until every queued event is processed (tests and shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._tasks and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)

@@ -1,0 +1,103 @@
+"""Train the Rasa model only when the data or configuration changed.
+
+A model is named after a hash of everything that shapes it (config, domain, training
+data, Rasa's version): `models/guichet-<hash>.tar.gz`. `ensure_model()` returns it,
+training only when no model of that hash exists (locally or in the user cache
+`GUICHET_MODEL_CACHE`, `~/.cache/guichet/models` by default; empty to disable).
+The commune's settings and the catalog are not part of the hash: editing them needs no
+training.
+
+    python -m bot.faq.training            # ensure the model, print its path
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+from bot.settings import PROJECT_ROOT
+
+logger = logging.getLogger(__name__)
+
+MODEL_PREFIX = "guichet-"
+
+
+def training_files(config: Path, domain: Path, data: Path) -> list[Path]:
+    files = [config, domain]
+    files += sorted(p for p in data.rglob("*") if p.is_file() and p.suffix in {".yml", ".yaml"})
+    return files
+
+
+def fingerprint(config: Path, domain: Path, data: Path) -> str:
+    digest = hashlib.sha256(f"rasa=={version('rasa')}".encode())
+    for path in training_files(config, domain, data):
+        digest.update(str(path.relative_to(data.parent) if path.is_relative_to(data.parent) else path.name).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_dir() -> Path | None:
+    value = os.environ.get("GUICHET_MODEL_CACHE", str(Path.home() / ".cache" / "guichet" / "models"))
+    return Path(value).expanduser() if value else None
+
+
+def train(config: Path, domain: Path, data: Path, out: Path, name: str, nlu_only: bool = False) -> Path:
+    """Runs `rasa train` in a subprocess; returns the model path and logs the duration."""
+    out.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "rasa", "train", *(["nlu"] if nlu_only else []),
+        "--config", str(config),
+        *(["--domain", str(domain)] if not nlu_only else []),
+        *(["--nlu", str(data)] if nlu_only else ["--data", str(data)]),
+        "--out", str(out), "--fixed-model-name", name,
+    ]
+    started = time.monotonic()
+    subprocess.run(command, check=True, cwd=PROJECT_ROOT)
+    path = out / f"{name}.tar.gz"
+    logger.info("Trained %s in %.0f s", path.name, time.monotonic() - started)
+    if not path.exists():
+        raise RuntimeError(f"rasa train produced no {path}")
+    return path
+
+
+def ensure_model(
+    config: Path = PROJECT_ROOT / "config.yml",
+    domain: Path = PROJECT_ROOT / "domain.yml",
+    data: Path = PROJECT_ROOT / "data",
+    out: Path = PROJECT_ROOT / "models",
+) -> Path:
+    name = MODEL_PREFIX + fingerprint(config, domain, data)
+    path = out / f"{name}.tar.gz"
+    if path.exists():
+        return path
+    cache = cache_dir()
+    cached = cache / path.name if cache else None
+    if cached and cached.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(cached, path)
+        logger.info("Model %s taken from the cache %s", path.name, cache)
+        return path
+    train(config, domain, data, out, name)
+    if cache:
+        cache.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, cache / path.name)
+    return path
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args()
+    print(ensure_model())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Shared fixtures: the trained model and a real running stack (Rasa + action server)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from bot.settings import PROJECT_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, process: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[:5]} exited with {process.returncode}")
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException:
+            time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer in {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    from bot.faq.training import ensure_model
+
+    return ensure_model()
+
+
+@pytest.fixture(scope="session")
+def nlu_agent(model_path: Path):
+    from rasa.core.agent import Agent
+
+    return Agent.load(str(model_path))
+
+
+@dataclass
+class Stack:
+    """A Rasa server and an action server on free ports, with their own files."""
+
+    workdir: Path
+    model: Path
+    env: dict[str, str]
+    rasa_port: int = field(default_factory=free_port)
+    action_port: int = field(default_factory=free_port)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def commune_file(self) -> Path:
+        return Path(self.env["GUICHET_COMMUNE_FILE"])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.rasa_port}"
+
+    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
+        log = (self.workdir / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        self.processes[name] = process
+        return process
+
+    def start_actions(self) -> None:
+        process = self._spawn(
+            "actions",
+            [sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(self.action_port)],
+        )
+        wait_http(f"http://127.0.0.1:{self.action_port}/health", process)
+
+    def stop(self, name: str) -> None:
+        process = self.processes.pop(name, None)
+        if process and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def start_rasa(self) -> None:
+        endpoints = self.workdir / "endpoints.yml"
+        endpoints.write_text(
+            f'action_endpoint:\n  url: "http://127.0.0.1:{self.action_port}/webhook"\n'
+            f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {self.workdir / 'tracker.db'}\n"
+        )
+        process = self._spawn(
+            "rasa",
+            [
+                sys.executable, "-m", "rasa", "run", "--model", str(self.model),
+                "--endpoints", str(endpoints), "--credentials", "credentials.yml",
+                "--interface", "127.0.0.1", "--port", str(self.rasa_port),
+                "--enable-api", "--auth-token", self.env["GUICHET_RASA_TOKEN"],
+            ],
+        )
+        wait_http(self.url, process)
+
+    def say(self, sender: str, text: str, token: str | None = None) -> list[dict]:
+        response = self.post(sender, text, token)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def post(self, sender: str, text: object, token: str | None = None) -> requests.Response:
+        return requests.post(
+            f"{self.url}/webhooks/api/webhook",
+            json={"sender": sender, "message": text},
+            headers={"Authorization": f"Bearer {token or self.env['GUICHET_API_TOKEN']}"},
+            timeout=60,
+        )
+
+    def log(self, name: str) -> str:
+        return (self.workdir / f"{name}.log").read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("stack")
+    commune = workdir / "commune.yml"
+    shutil.copy(PROJECT_ROOT / "commune.yml", commune)
+    env = {
+        **os.environ,
+        "GUICHET_COMMUNE_FILE": str(commune),
+        "GUICHET_API_TOKEN": secrets.token_urlsafe(16),
+        "GUICHET_RASA_TOKEN": secrets.token_urlsafe(16),
+        "GUICHET_MODEL_CACHE": "",
+    }
+    stack = Stack(workdir=workdir, model=model_path, env=env)
+    try:
+        stack.start_actions()
+        stack.start_rasa()
+        yield stack
+    finally:
+        for name in list(stack.processes):
+            stack.stop(name)

@@ -1,0 +1,25 @@
+from bot.faq.understanding import topic_ranking, understand
+
+
+def parse(intent, confidence, ranking):
+    return {
+        "intent": {"name": intent, "confidence": confidence},
+        "response_selector": {"faq": {"ranking": [{"intent_response_key": f"faq/{t}", "confidence": c} for t, c in ranking]}},
+    }
+
+
+def test_confident_faq_answers_the_top_topic():
+    result = understand(parse("faq", 0.9, [("cni", 0.8), ("passeport", 0.1)]), 0.35)
+    assert (result.kind, result.topic, result.label) == ("faq", "cni", "cni")
+
+
+def test_unsure_topic_becomes_a_fallback_with_candidates():
+    result = understand(parse("faq", 0.9, [("cni", 0.3), ("passeport", 0.25)]), 0.35)
+    assert result.kind == "fallback" and result.label == "fallback"
+    assert [t for t, _ in result.candidates] == ["cni", "passeport"]
+
+
+def test_other_intents_pass_through_and_missing_data_is_a_fallback():
+    assert understand(parse("greet", 0.99, []), 0.35).label == "greet"
+    assert understand({}, 0.35).label == "fallback"
+    assert topic_ranking({"response_selector": {}}) == []
