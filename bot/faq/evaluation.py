@@ -187,7 +187,8 @@ def markdown(report: dict[str, Any]) -> str:
         "| metric | Guichet (config.yml) | Rasa default recipe |",
         "|---|---|---|",
     ]
-    ours, base = report["guichet"], report["baseline"]
+    ours = report["guichet"]
+    base = report.get("baseline") or ours
     for split in ("public", "held_out"):
         for key, name in (
             ("faq_top1", "FAQ top-1 accuracy (in scope)"),
@@ -212,7 +213,7 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(output: Path = RESULTS) -> dict[str, Any]:
+def run(output: Path = RESULTS, config: Path = PROJECT_ROOT / "config.yml", baseline: bool = True) -> dict[str, Any]:
     from bot.faq.training import train
 
     settings = get_settings()
@@ -226,19 +227,19 @@ def run(output: Path = RESULTS) -> dict[str, Any]:
             for item in yaml.safe_load(f.read_text())["nlu"]
         )
         (work / "baseline.yml").write_text(BASELINE_CONFIG, encoding="utf-8")
-        shutil.copy(PROJECT_ROOT / "config.yml", work / "guichet.yml")
+        shutil.copy(config, work / "guichet.yml")
         report: dict[str, Any] = {
             "date": time.strftime("%Y-%m-%d %H:%M"),
             "train_examples": train_count,
             "held_out_examples": len(held_out),
             "public_examples": len(public),
         }
-        for name, config, min_conf in (
-            ("guichet", work / "guichet.yml", settings.faq_min_confidence),
-            ("baseline", work / "baseline.yml", 0.0),
-        ):
+        runs = [("guichet", work / "guichet.yml", settings.faq_min_confidence)]
+        if baseline:
+            runs.append(("baseline", work / "baseline.yml", 0.0))
+        for name, run_config, min_conf in runs:
             started = time.monotonic()
-            model = train(config, PROJECT_ROOT / "domain.yml", work / "train", work / "models", name, nlu_only=True)
+            model = train(run_config, PROJECT_ROOT / "domain.yml", work / "train", work / "models", name, nlu_only=True)
             seconds = time.monotonic() - started
             result = asyncio.run(evaluate_model(model, held_out, public, min_conf))
             result["train_seconds"] = round(seconds, 1)
@@ -250,10 +251,17 @@ def run(output: Path = RESULTS) -> dict[str, Any]:
 
 
 def main() -> None:
+    import argparse
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    report = run()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=PROJECT_ROOT / "config.yml", help="configuration to evaluate")
+    parser.add_argument("--skip-baseline", action="store_true", help="do not train Rasa's default recipe")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="report folder")
+    args = parser.parse_args()
+    report = run(args.out, args.config.resolve(), baseline=not args.skip_baseline)
     print(markdown(report).split("## FAQ confidence")[0])
-    print(f"Written to {RESULTS}/report.md and report.json")
+    print(f"Written to {args.out}/report.md and report.json")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ training.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import logging
 import os
@@ -78,10 +79,19 @@ def ensure_model(
     path = out / f"{name}.tar.gz"
     if path.exists():
         return path
+    out.mkdir(parents=True, exist_ok=True)
+    # One training at a time: concurrent callers (parallel test runs) wait for it.
+    with (out / ".training.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            return path
+        return _fetch_or_train(config, domain, data, out, name, path)
+
+
+def _fetch_or_train(config: Path, domain: Path, data: Path, out: Path, name: str, path: Path) -> Path:
     cache = cache_dir()
     cached = cache / path.name if cache else None
     if cached and cached.exists():
-        out.mkdir(parents=True, exist_ok=True)
         shutil.copy2(cached, path)
         logger.info("Model %s taken from the cache %s", path.name, cache)
         return path

@@ -1,0 +1,36 @@
+"""The model cache: retrain when the data or config change, never for commune facts."""
+
+import shutil
+from pathlib import Path
+
+from bot.faq.training import fingerprint, training_files
+from bot.settings import PROJECT_ROOT
+
+
+def copy_project(tmp_path: Path) -> Path:
+    for name in ("config.yml", "domain.yml", "commune.yml"):
+        shutil.copy(PROJECT_ROOT / name, tmp_path / name)
+    shutil.copytree(PROJECT_ROOT / "data", tmp_path / "data")
+    return tmp_path
+
+
+def hash_of(root: Path) -> str:
+    return fingerprint(root / "config.yml", root / "domain.yml", root / "data")
+
+
+def test_hash_is_stable_and_follows_training_inputs(tmp_path):
+    root = copy_project(tmp_path)
+    first = hash_of(root)
+    assert hash_of(root) == first
+    (root / "commune.yml").write_text("nom: Ailleurs\n", encoding="utf-8")
+    assert hash_of(root) == first, "commune facts must not trigger a retraining"
+    faq = root / "data" / "faq" / "mairie.yml"
+    faq.write_text(faq.read_text(encoding="utf-8") + "\n# edit\n", encoding="utf-8")
+    assert hash_of(root) != first
+
+
+def test_training_inputs_are_config_domain_and_data():
+    files = training_files(PROJECT_ROOT / "config.yml", PROJECT_ROOT / "domain.yml", PROJECT_ROOT / "data")
+    names = {f.name for f in files}
+    assert {"config.yml", "domain.yml", "rules.yml", "core.yml", "etat_civil.yml"} <= names
+    assert "commune.yml" not in names
