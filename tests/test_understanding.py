@@ -23,3 +23,10 @@ def test_other_intents_pass_through_and_missing_data_is_a_fallback():
     assert understand(parse("greet", 0.99, []), 0.35).label == "greet"
     assert understand({}, 0.35).label == "fallback"
     assert topic_ranking({"response_selector": {}}) == []
+
+
+def test_distress_is_answered_even_when_unsure():
+    result = understand(parse("nlu_fallback", 0.4, [("urgence", 0.15), ("sante", 0.1)]), 0.35)
+    assert (result.kind, result.topic) == ("faq", "urgence")
+    noise = understand(parse("nlu_fallback", 0.4, [("urgence", 0.03), ("sante", 0.02)]), 0.35)
+    assert noise.kind == "fallback"

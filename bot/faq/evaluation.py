@@ -123,6 +123,11 @@ def score(predictions: list[dict[str, Any]], topics: set[str]) -> dict[str, Any]
     per_topic = Counter("|".join(p["expected"]) for p in errors)
     return {
         "faq_top1": hits(in_scope, lambda p: p["predicted"] in p["expected"]),
+        # Not answered, but the right topic is among the "Vouliez-vous dire…" suggestions.
+        "suggested_when_unsure": hits(
+            [p for p in in_scope if p["predicted"] == "fallback"],
+            lambda p: any(t in p["expected"] for t, _ in p["ranking"]),
+        ),
         "out_of_scope_rejection": hits(oos, lambda p: p["predicted"] in NOT_ANSWERED),
         "human_handoff": hits(handoff, lambda p: p["predicted"] == "human_handoff"),
         "other_intents": hits(other, lambda p: p["predicted"] in p["expected"]),
@@ -192,6 +197,7 @@ def markdown(report: dict[str, Any]) -> str:
     for split in ("public", "held_out"):
         for key, name in (
             ("faq_top1", "FAQ top-1 accuracy (in scope)"),
+            ("suggested_when_unsure", "unsure: right topic among the suggestions"),
             ("out_of_scope_rejection", "out-of-scope rejection"),
             ("human_handoff", "human_handoff recognised"),
             ("other_intents", "other intents"),

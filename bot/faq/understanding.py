@@ -13,6 +13,10 @@ from typing import Any
 from bot.faq.store import RETRIEVAL_INTENT
 
 FALLBACK = "nlu_fallback"
+# Topics answered even below the usual confidence threshold when they rank first: giving
+# the emergency numbers to someone who did not need them costs little; missing a person
+# in distress does not.
+SAFETY_TOPICS = {"urgence": 0.1}
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,10 @@ def understand(parse: dict[str, Any], min_topic_confidence: float) -> Understand
     intent = (parse.get("intent") or {}).get("name") or FALLBACK
     confidence = float((parse.get("intent") or {}).get("confidence") or 0.0)
     ranking = topic_ranking(parse)
+    if ranking and intent in (RETRIEVAL_INTENT, FALLBACK):
+        top, top_confidence = ranking[0]
+        if top in SAFETY_TOPICS and top_confidence >= SAFETY_TOPICS[top]:
+            return Understanding("faq", RETRIEVAL_INTENT, top, top_confidence, ranking[:3])
     if intent == RETRIEVAL_INTENT:
         if ranking and ranking[0][1] >= min_topic_confidence:
             topic, topic_confidence = ranking[0]
