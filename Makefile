@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # Python 3.10 is required by Rasa 3.6: taken from PATH or from pyenv.
 PYTHON310 ?= $(shell command -v python3.10 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.10.*/bin/python3.10 2>/dev/null | tail -n 1)
 
-.PHONY: help install train run shell test eval bench lint clean
+.PHONY: help install browser train run shell test eval bench lint clean run-sim say
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -30,13 +30,27 @@ install: $(VENV)/.installed ## Create the virtual environment and install the pi
 train: install ## Train the model if none matches the current data and config
 	$(PY) -m bot.faq.training
 
-run: install ## Set up and start the assistant (Rasa server + action server), embedded default
+run: install ## Set up and start the assistant (Rasa server, action server, agents' console), embedded default
 	$(PY) -m bot.launcher
 
 shell: install ## Chat with the assistant in the terminal
 	$(PY) -m bot.launcher --shell
 
-test: install ## Run the whole test suite
+run-sim: install ## Start the assistant with Messenger/Instagram on a local Graph API simulator
+	$(PY) -m bot.launcher --simulators
+
+# make say MSG="horaires de la mairie ?" [CHANNEL=instagram] [FROM=<citizen id>]
+say: ## Write to the assistant as a Messenger citizen (needs `make run-sim`), print its answer
+	$(PY) -m tests.simulators.say --channel $(or $(CHANNEL),messenger) $(if $(FROM),--sender $(FROM)) "$(MSG)"
+
+# Browser tests drive Debian's chromium (a browser download is impossible here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi; }
+
+test: install browser ## Run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 eval: install ## Evaluate the NLU (public set + held-out split) against Rasa's default config

@@ -7,13 +7,18 @@ import logging
 from typing import Any
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from actions.handoff import ActionHumanHandoff, escalate  # noqa: F401 - re-exported for tests
+from actions.outreach import answer_outreach_first, mention_crisis
+from actions.privacy import first_contact_notice
+from actions.reports import form_for_topic, quoted_reference
 from bot import replies
 from bot.commune import load_commune
 from bot.faq.store import get_store
 from bot.faq.understanding import Understanding, understand
+from bot.handoff import messages
 from bot.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -21,6 +26,8 @@ logger = logging.getLogger(__name__)
 FALLBACK_COUNT = "fallback_count"
 TOPIC_ENTITY = "faq_topic"
 HANDOFF_PAYLOAD = "/human_handoff"
+MISUNDERSTOOD = "Désolé, je n'arrive pas à vous répondre."
+EMERGENCY_FIRST = messages.EMERGENCY_FIRST
 
 
 def topic_payload(topic_id: str) -> str:
@@ -40,17 +47,14 @@ def _misses(tracker: Tracker) -> int:
     return int(tracker.get_slot(FALLBACK_COUNT) or 0)
 
 
-def offer_suggestions(
+async def offer_suggestions(
     dispatcher: CollectingDispatcher, tracker: Tracker, candidates: list[tuple[str, float]]
 ) -> list[EventType]:
-    """First miss: the likely topics and an agent; second miss in a row: the contact."""
-    commune = load_commune()
+    """First miss: the likely topics and an agent; second miss in a row: a person."""
     misses = _misses(tracker) + 1
     if misses >= 2:
-        dispatcher.utter_message(
-            text=replies.render(replies.SECOND_MISS, commune), buttons=[agent_button()]
-        )
-        return [SlotSet(FALLBACK_COUNT, 0.0)]
+        dispatcher.utter_message(text=MISUNDERSTOOD)
+        return await escalate(dispatcher, tracker, "misunderstanding")
     store = get_store()
     buttons = [
         {"title": topic.label, "payload": topic_payload(topic.id)}
@@ -74,12 +78,17 @@ class ActionFaq(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[EventType]:
         chosen = next(tracker.get_latest_entity_values(TOPIC_ENTITY), None)
+        if not chosen and quoted_reference(tracker):
+            return [FollowupAction("action_track_request")]  # "où en est SIG-7K2P ?"
         if chosen:
             topic_id: str | None = str(chosen)
         else:
             understanding = _understanding(tracker)
+            # A published rumour, or the crisis in force, is answered first (actions/outreach.py).
+            if await answer_outreach_first(dispatcher, tracker, answers_anyway=understanding.kind == "faq"):
+                return [SlotSet(FALLBACK_COUNT, 0.0)]
             if understanding.kind != "faq":
-                return offer_suggestions(dispatcher, tracker, understanding.candidates)
+                return await offer_suggestions(dispatcher, tracker, understanding.candidates)
             topic_id = understanding.topic
         commune = load_commune()
         answer = get_store().answer(topic_id) if topic_id else None
@@ -88,7 +97,17 @@ class ActionFaq(Action):
             dispatcher.utter_message(text=replies.render(replies.ANSWER_MISSING, commune))
         else:
             dispatcher.utter_message(text=commune.render(answer))
-        return [SlotSet(FALLBACK_COUNT, 0.0), SlotSet("last_faq_topic", topic_id)]
+        events: list[EventType] = [SlotSet(FALLBACK_COUNT, 0.0), SlotSet("last_faq_topic", topic_id)]
+        if form := form_for_topic(topic_id):
+            # The answer says the assistant records reports and complaints: start the form.
+            return [*events, FollowupAction(form)]
+        if topic_id in get_settings().always_human_topics:
+            # Emergencies and complaints always reach a person, after the answer (which, for
+            # an emergency, gives the emergency numbers first).
+            if answer is None and topic_id == "urgence":
+                dispatcher.utter_message(text=EMERGENCY_FIRST)
+            events += await escalate(dispatcher, tracker, "topic", topic=str(topic_id))
+        return events
 
 
 class ActionFallback(Action):
@@ -100,7 +119,11 @@ class ActionFallback(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[EventType]:
-        return offer_suggestions(dispatcher, tracker, _understanding(tracker).candidates)
+        if quoted_reference(tracker):
+            return [FollowupAction("action_track_request")]  # a bare "SIG-7K2P"
+        if await answer_outreach_first(dispatcher, tracker, answers_anyway=False):
+            return [SlotSet(FALLBACK_COUNT, 0.0)]
+        return await offer_suggestions(dispatcher, tracker, _understanding(tracker).candidates)
 
 
 class ActionGreet(Action):
@@ -110,23 +133,13 @@ class ActionGreet(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[EventType]:
-        dispatcher.utter_message(
-            text=replies.render(replies.GREET, load_commune()), buttons=[agent_button()]
-        )
+        commune = load_commune()
+        await mention_crisis(dispatcher)  # the crisis message in force, first
+        text = replies.render(replies.GREET, commune)
+        if notice := await first_contact_notice(tracker, commune):
+            text += "\n" + notice  # the privacy notice, at the first contact only
+        dispatcher.utter_message(text=text, buttons=[agent_button()])
         return []
-
-
-class ActionHumanHandoff(Action):
-    """The citizen asks for a person: the town hall's contact details and hours."""
-
-    def name(self) -> str:
-        return "action_human_handoff"
-
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
-    ) -> list[EventType]:
-        dispatcher.utter_message(text=replies.render(replies.HANDOFF_CONTACT, load_commune()))
-        return [SlotSet(FALLBACK_COUNT, 0.0)]
 
 
 class ActionOutOfScope(Action):
@@ -136,18 +149,10 @@ class ActionOutOfScope(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[EventType]:
+        if await answer_outreach_first(dispatcher, tracker, answers_anyway=False):
+            return []
         dispatcher.utter_message(
             text=replies.render(replies.OUT_OF_SCOPE, load_commune()), buttons=[agent_button()]
         )
         return []
 
-
-class ActionReportProblem(Action):
-    def name(self) -> str:
-        return "action_report_problem"
-
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
-    ) -> list[EventType]:
-        dispatcher.utter_message(text=replies.render(replies.REPORT_PROBLEM, load_commune()))
-        return []

@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -235,7 +235,7 @@ def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " et " + items[-1]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _source(path: Path) -> ReloadingFile[Commune]:
     return ReloadingFile(path, Commune.from_dict)
 

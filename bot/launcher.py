@@ -2,7 +2,11 @@
 
     python -m bot.launcher          # `make run`
     python -m bot.launcher --shell  # `make shell`: chat in the terminal
+    python -m bot.launcher --simulators  # `make run-sim`: Messenger/Instagram on a local Graph API
 
+Starts four processes: the action server, the Rasa server, the agents' console
+(bot/console) and the broadcast worker (bot/broadcast), after applying the database
+migrations (`python -m bot.db upgrade`).
 Trains the model first if none matches the current data. Creates `.env` with random
 secrets on the first run. Stops every process it started on Ctrl-C or SIGTERM.
 """
@@ -24,7 +28,9 @@ from bot.settings import PROJECT_ROOT
 
 logger = logging.getLogger("guichet")
 
-GENERATED_SECRETS = ("GUICHET_API_TOKEN", "GUICHET_RASA_TOKEN")
+GENERATED_SECRETS = (
+    "GUICHET_API_TOKEN", "GUICHET_RASA_TOKEN", "GUICHET_TELEGRAM_WEBHOOK_SECRET", "GUICHET_WHATSAPP_VERIFY_TOKEN",
+)
 
 
 def ensure_env_file(path: Path = PROJECT_ROOT / ".env") -> None:
@@ -55,10 +61,32 @@ def wait_http(url: str, process: subprocess.Popen, timeout: float = 180) -> None
     raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
 
 
+def start_graph_simulator(python: str, rasa_port: str) -> subprocess.Popen:
+    """`--simulators`: the local Graph API (tests/simulators/graph_api.py) plays Meta for the
+    Messenger and Instagram channels; secrets left unset get random values for this run."""
+    port = os.environ.get("GUICHET_GRAPH_SIM_PORT") or "5099"
+    for name in ("GUICHET_MESSENGER_PAGE_TOKEN", "GUICHET_MESSENGER_APP_SECRET", "GUICHET_MESSENGER_VERIFY_TOKEN"):
+        os.environ[name] = os.environ.get(name) or secrets.token_urlsafe(24)
+    for name in ("GUICHET_INSTAGRAM_ACCESS_TOKEN", "GUICHET_INSTAGRAM_APP_SECRET", "GUICHET_INSTAGRAM_VERIFY_TOKEN"):
+        os.environ[name] = ""  # the simulator is one app: Instagram uses Messenger's secrets
+    os.environ["GUICHET_GRAPH_API_URL"] = f"http://127.0.0.1:{port}"
+    simulator = subprocess.Popen(
+        [python, "-m", "tests.simulators.graph_api", "--port", port, "--bot-url", f"http://127.0.0.1:{rasa_port}"],
+        cwd=PROJECT_ROOT,
+    )
+    wait_http(f"http://127.0.0.1:{port}/_sim/sent", simulator)
+    logger.info("Graph API simulator on :%s: try `make say MSG=\"horaires de la mairie ?\"`", port)
+    return simulator
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shell", action="store_true", help="chat in the terminal")
+    parser.add_argument(
+        "--simulators", action="store_true",
+        help="play Meta locally: Messenger and Instagram talk to the Graph API simulator (make run-sim)",
+    )
     args = parser.parse_args()
 
     ensure_env_file()
@@ -90,6 +118,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
+    if args.simulators:
+        processes.append(start_graph_simulator(python, rasa_port))
+
+    # The project's tables (handoff, console) next to Rasa's tracker store: migrations first.
+    subprocess.run([python, "-m", "bot.db", "upgrade"], cwd=PROJECT_ROOT, check=True)
     actions = subprocess.Popen(
         [python, "-m", "rasa_sdk", "--actions", "actions", "--port", action_port], cwd=PROJECT_ROOT
     )
@@ -110,10 +143,21 @@ def main() -> None:
     rasa = subprocess.Popen(server, cwd=PROJECT_ROOT)
     processes.append(rasa)
     wait_http(f"http://127.0.0.1:{rasa_port}/", rasa)
+    console_port = os.environ.get("GUICHET_CONSOLE_PORT", "5080")
+    console = subprocess.Popen([python, "-m", "bot.console"], cwd=PROJECT_ROOT)
+    processes.append(console)
+    wait_http(f"http://127.0.0.1:{console_port}/healthz", console)
+    # Sends the broadcasts queued in the console (alerts and news, consultations).
+    processes.append(subprocess.Popen([python, "-m", "bot.broadcast", "worker"], cwd=PROJECT_ROOT))
+    logger.info(
+        "Agents' console on http://%s:%s (first account: python -m bot.console.admin create-user --role admin)",
+        os.environ.get("GUICHET_CONSOLE_HOST") or host, console_port,
+    )
     logger.info(
         "Guichet is running: Rasa on http://%s:%s (channel `api`: /webhooks/api/webhook), "
         "actions on :%s. Ctrl-C to stop.", host, rasa_port, action_port,
     )
+    logger.info("Website chat demo: http://%s:%s/webhooks/webchat/demo", host, rasa_port)
     while all(p.poll() is None for p in processes):
         time.sleep(1)
     logger.error("A process stopped; stopping the others")

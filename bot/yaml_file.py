@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import yaml
 
@@ -18,12 +19,13 @@ class ReloadingFile(Generic[T]):
         self.path = path
         self._parse = parse
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._value: T | None = None
 
     def get(self) -> T:
         stat = self.path.stat()
-        stamp = (stat.st_mtime_ns, stat.st_size)
+        # The inode too: an atomic replace (rename) is a new inode, whatever the clock says.
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         with self._lock:
             if stamp != self._stamp or self._value is None:
                 with self.path.open(encoding="utf-8") as handle:

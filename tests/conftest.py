@@ -62,6 +62,12 @@ class Stack:
     rasa_port: int = field(default_factory=free_port)
     action_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # The local WhatsApp Cloud API (tests/simulators/whatsapp_cloud.py).
+    whatsapp: object = None
+    # The local Telegram Bot API (tests/simulators/telegram_api.py).
+    telegram: object = None
+    # The local Graph API for Messenger and Instagram (tests/simulators/graph_api.py).
+    graph: object = None
 
     @property
     def commune_file(self) -> Path:
@@ -140,12 +146,46 @@ def stack(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterato
         "GUICHET_API_TOKEN": secrets.token_urlsafe(16),
         "GUICHET_RASA_TOKEN": secrets.token_urlsafe(16),
         "GUICHET_MODEL_CACHE": "",
+        # The handoff's tables live in the tracker store's file (bot/db), as in production;
+        # opening-hours decisions use a fixed Tuesday morning (bot/handoff/clock.py).
+        "GUICHET_DATABASE_URL": f"sqlite:///{workdir / 'tracker.db'}",
+        "GUICHET_NOW": "2026-03-03T10:00",
     }
-    stack = Stack(workdir=workdir, model=model_path, env=env)
+    from tests.simulators.whatsapp_cloud import WhatsAppCloudSimulator
+
+    whatsapp = WhatsAppCloudSimulator(app_secret=secrets.token_urlsafe(16)).start()
+    env.update(whatsapp.bot_env())
+    stack = Stack(workdir=workdir, model=model_path, env=env, whatsapp=whatsapp)
+    from tests.simulators.telegram_api import TelegramSimulator
+
+    stack.telegram = telegram = TelegramSimulator().start()
+    env.update(telegram.env(f"{stack.url}/webhooks/telegram/webhook", secrets.token_urlsafe(24)))
+    from tests.simulators.graph_api import GraphApiSimulator
+
+    stack.graph = graph = GraphApiSimulator(bot_url=stack.url).start()
+    env.update(graph.bot_env())
     try:
         stack.start_actions()
         stack.start_rasa()
+        whatsapp.webhook_url = f"{stack.url}/webhooks/whatsapp/webhook"
         yield stack
     finally:
         for name in list(stack.processes):
             stack.stop(name)
+        whatsapp.stop()
+        telegram.stop()
+        graph.stop()
+
+
+@pytest.fixture(scope="session")
+def console(stack: Stack) -> Iterator:
+    """The agents' console (bot/console) on the stack's database and Rasa server."""
+    from tests.handoff_support import Console
+
+    console = Console(stack)
+    console.start()
+    try:
+        yield console
+    finally:
+        console.everyone_offline()
+        console.stop()

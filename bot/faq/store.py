@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -118,15 +118,19 @@ class FaqStore:
         self.faq_dir = faq_dir
         self._catalog = ReloadingFile(catalog_file, Catalog.from_dict)
         self._entries: dict[str, FaqEntry] = {}
-        self._stamp: tuple[tuple[str, int, int], ...] = ()
+        self._stamp: tuple[tuple[str, int, int, int], ...] = ()
 
     @property
     def catalog(self) -> Catalog:
         return self._catalog.get()
 
     def entries(self) -> dict[str, FaqEntry]:
+        # The inode too: editors replace files atomically (bot.faq.yaml_rt), so a new
+        # version is a new inode even if it has the same size within the same clock tick.
         stamp = tuple(
-            (p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(self.faq_dir.glob("*.yml"))
+            (p.name, s.st_ino, s.st_mtime_ns, s.st_size)
+            for p in sorted(self.faq_dir.glob("*.yml"))
+            for s in (p.stat(),)
         )
         if stamp != self._stamp:
             self._entries = load_faq_dir(self.faq_dir)
@@ -141,7 +145,7 @@ class FaqStore:
         return entry.answer if entry and entry.answer.strip() else None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _store(faq_dir: Path, catalog_file: Path) -> FaqStore:
     return FaqStore(faq_dir, catalog_file)
 

@@ -17,10 +17,12 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
@@ -50,8 +52,12 @@ def cache_dir() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def train(config: Path, domain: Path, data: Path, out: Path, name: str, nlu_only: bool = False) -> Path:
-    """Runs `rasa train` in a subprocess; returns the model path and logs the duration."""
+def train(
+    config: Path, domain: Path, data: Path, out: Path, name: str, nlu_only: bool = False,
+    on_output: Callable[[str], None] | None = None,
+) -> Path:
+    """Runs `rasa train` in a subprocess; returns the model path and logs the duration.
+    `on_output` receives each line (and each progress-bar refresh) Rasa prints."""
     out.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "rasa", "train", *(["nlu"] if nlu_only else []),
@@ -61,12 +67,38 @@ def train(config: Path, domain: Path, data: Path, out: Path, name: str, nlu_only
         "--out", str(out), "--fixed-model-name", name,
     ]
     started = time.monotonic()
-    subprocess.run(command, check=True, cwd=PROJECT_ROOT)
+    if on_output is None:
+        subprocess.run(command, check=True, cwd=PROJECT_ROOT)
+    else:
+        _run_streaming(command, on_output)
     path = out / f"{name}.tar.gz"
     logger.info("Trained %s in %.0f s", path.name, time.monotonic() - started)
     if not path.exists():
         raise RuntimeError(f"rasa train produced no {path}")
     return path
+
+
+def _run_streaming(command: list[str], on_output: Callable[[str], None]) -> None:
+    """Runs `command`, passing its output to `on_output` line by line ("\r" ends a line
+    too: progress bars redraw with it); raises CalledProcessError like `check=True`."""
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    pending = b""
+    try:
+        while chunk := process.stdout.read1(4096):
+            pending += chunk
+            *lines, pending = re.split(rb"[\r\n]", pending)
+            for line in lines:
+                if line.strip():
+                    on_output(line.decode("utf-8", "replace"))
+        if pending.strip():
+            on_output(pending.decode("utf-8", "replace"))
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    if process.wait() != 0:
+        raise subprocess.CalledProcessError(process.returncode, command)
 
 
 def ensure_model(

@@ -1,0 +1,162 @@
+"""Messenger webhook under load: 50 citizens writing at once.
+
+    python -m bench.messenger_webhook   ->  bench/results/messenger_webhook.json
+
+Starts an action server and one Rasa server with two channels, both talking to the local
+Graph API simulator: Guichet's `messenger` and Rasa's stock `facebook` (via
+bench/stock_facebook.py, signed with the legacy SHA-1 header it checks). For each channel,
+50 citizens each POST one signed webhook at the same moment. Measured:
+- ack latency: until the webhook's HTTP answer (Meta times out at 20 s and then retries);
+- reply latency: from the POST to the bot's first message recorded by the simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bot.launcher import wait_http
+from bot.settings import PROJECT_ROOT, get_settings
+from tests.simulators.graph_api import GraphApiSimulator, new_psid, now_ms, text_item, webhook
+
+RESULTS = Path(__file__).parent / "results"
+CITIZENS = 50
+QUESTIONS = [
+    "c'est quoi les horaires de la mairie ?", "comment refaire ma carte d'identité",
+    "quand passe le camion poubelle", "inscription sur les listes électorales", "bonjour",
+]
+META_TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50_ms": None, "p95_ms": None, "max_ms": None}
+    ordered = sorted(values)
+    return {
+        "p50_ms": round(1000 * statistics.median(ordered), 1),
+        "p95_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1),
+        "max_ms": round(1000 * ordered[-1], 1),
+    }
+
+
+def burst(sim: GraphApiSimulator, channel: str, citizens: int, timeout: float = 300) -> dict[str, Any]:
+    """`citizens` signed webhooks at once on `channel`; waits for every first reply."""
+    ids = [new_psid() for _ in range(citizens)]
+    start = threading.Barrier(citizens)
+    signature = "sha1" if channel == "facebook" else "valid"
+
+    def post(index: int) -> tuple[str, float, float, int]:
+        body = webhook("page", [{"id": sim.page_id, "messaging": [
+            text_item(ids[index], sim.page_id, QUESTIONS[index % len(QUESTIONS)], timestamp=now_ms())]}])
+        start.wait()
+        began = time.time()
+        try:
+            status = sim.deliver(body, platform=channel, signature=signature, timeout=120).status_code
+        except Exception:  # noqa: BLE001 - a timeout is a result here
+            status = 0
+        return ids[index], began, time.time() - began, status
+
+    with ThreadPoolExecutor(citizens) as pool:
+        posts = list(pool.map(post, range(citizens)))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and sum(1 for i in ids if sim.sent_to(i)) < citizens:
+        time.sleep(0.2)
+    replies = []
+    for user, began, _, _ in posts:
+        sent = sim.sent_to(user)
+        if sent:
+            replies.append(sent[0].at - began)
+    acks = [ack for _, _, ack, status in posts if status == 200]
+    return {
+        "citizens": citizens,
+        "acknowledged_200": len(acks),
+        "ack": percentiles(acks),
+        "acks_over_meta_timeout_20s": sum(1 for a in acks if a > META_TIMEOUT),
+        "replied": len(replies),
+        "reply": percentiles(replies),
+    }
+
+
+def main(citizens: int = CITIZENS) -> dict[str, Any]:
+    from bot.faq.training import ensure_model
+
+    model = ensure_model()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-messenger-"))
+    sim = GraphApiSimulator().start()
+    rasa_port, action_port = free_port(), free_port()
+    sim.bot_url = f"http://127.0.0.1:{rasa_port}"
+    env = {**os.environ, **sim.bot_env(timeout=10, backoff=0.5), "GUICHET_MODEL_CACHE": "",
+           "GUICHET_RASA_TOKEN": secrets.token_urlsafe(16)}
+    (workdir / "credentials.yml").write_text(
+        "bot.channels.messenger.MessengerInput:\n"
+        "bench.stock_facebook.SimulatedFacebookInput:\n"
+        f"  verify: {sim.verify_token}\n  secret: {sim.app_secret}\n  page-access-token: {sim.access_token}\n"
+    )
+    (workdir / "endpoints.yml").write_text(
+        f'action_endpoint:\n  url: "http://127.0.0.1:{action_port}/webhook"\n'
+        f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {workdir / 'tracker.db'}\n"
+    )
+    processes: list[subprocess.Popen] = []
+    log = (workdir / "servers.log").open("ab")
+    try:
+        actions = subprocess.Popen([sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(action_port)],
+                                   cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        processes.append(actions)
+        wait_http(f"http://127.0.0.1:{action_port}/health", actions)
+        rasa = subprocess.Popen(
+            [sys.executable, "-m", "rasa", "run", "--model", str(model), "--endpoints", str(workdir / "endpoints.yml"),
+             "--credentials", str(workdir / "credentials.yml"), "--interface", "127.0.0.1", "--port", str(rasa_port)],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        processes.append(rasa)
+        wait_http(f"http://127.0.0.1:{rasa_port}/", rasa, timeout=300)
+        results: dict[str, Any] = {}
+        for channel in ("messenger", "facebook"):
+            burst(sim, channel, 5)  # warm-up
+            results[channel] = burst(sim, channel, citizens)
+            print(channel, json.dumps(results[channel]), flush=True)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        sim.stop()
+    report = {
+        "benchmark": "messenger_webhook",
+        "description": f"{citizens} citizens POST one signed webhook each at the same moment; "
+                       "Graph API = local simulator; one Rasa server, one action server, SQLite tracker store",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average_1m": round(os.getloadavg()[0], 2)},
+        "guichet_meta_max_concurrent": get_settings().meta_max_concurrent,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "guichet_messenger": results["messenger"],
+        "rasa_stock_facebook": results["facebook"],
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "messenger_webhook.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2, ensure_ascii=False))
