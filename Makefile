@@ -4,8 +4,9 @@ SHELL := /bin/bash
 
 VENV := .venv
 PY := $(VENV)/bin/python
-# Python 3.10 is required by Rasa 3.6: taken from PATH or from pyenv.
-PYTHON310 ?= $(shell command -v python3.10 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.10.*/bin/python3.10 2>/dev/null | tail -n 1)
+# Python 3.10 is required by Rasa 3.6: the first working one of PATH, pyenv or /usr.
+PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10.*/bin/python3.10 /usr/local/bin/python3.10 /usr/bin/python3.10; do \
+  if $$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1; then command -v $$p; break; fi; done)
 
 .PHONY: help install browser train run shell test eval bench lint clean run-sim say
 

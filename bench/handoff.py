@@ -136,7 +136,7 @@ def main(conversations: int = CONVERSATIONS, rounds: int = ROUNDS) -> dict[str, 
         wait_http(f"http://127.0.0.1:{rasa_port}/", spawn(
             "-m", "rasa", "run", "--model", str(model), "--endpoints", str(workdir / "endpoints.yml"),
             "--credentials", str(workdir / "credentials.yml"), "--interface", "127.0.0.1", "--port", str(rasa_port),
-            "--enable-api", "--auth-token", env["GUICHET_RASA_TOKEN"]), timeout=300)
+            "--enable-api", f"--auth-token={env['GUICHET_RASA_TOKEN']}"), timeout=300)
         wait_http(f"{console_url}/healthz", spawn("-m", "bot.console"))
         agents = [login(console_url, name) for name in names]
         listener = LiveListener(agents[0], console_url)

@@ -138,7 +138,8 @@ def main() -> None:
     server = [
         python, "-m", "rasa", "run", *common, "--credentials", "credentials.yml",
         "--interface", host, "--port", rasa_port, "--enable-api",
-        "--auth-token", os.environ["GUICHET_RASA_TOKEN"],
+        # "=" form: a random token may start with "-", which argparse would take for an option.
+        f"--auth-token={os.environ['GUICHET_RASA_TOKEN']}",
     ]
     rasa = subprocess.Popen(server, cwd=PROJECT_ROOT)
     processes.append(rasa)

@@ -113,7 +113,7 @@ class Stack:
                 sys.executable, "-m", "rasa", "run", "--model", str(self.model),
                 "--endpoints", str(endpoints), "--credentials", "credentials.yml",
                 "--interface", "127.0.0.1", "--port", str(self.rasa_port),
-                "--enable-api", "--auth-token", self.env["GUICHET_RASA_TOKEN"],
+                "--enable-api", f"--auth-token={self.env['GUICHET_RASA_TOKEN']}",  # token may start with "-"
             ],
         )
         wait_http(self.url, process)
