@@ -90,7 +90,7 @@ def wait(condition: Any, timeout: float = 120) -> Any:
         value = condition()
         if value:
             return value
-        time.sleep(0.01)
+        time.sleep(0.02)
     raise RuntimeError("benchmark condition not met in time")
 
 
@@ -233,7 +233,8 @@ def main(conversations: int = CONVERSATIONS, rounds: int = ROUNDS) -> dict[str, 
                        f"'steady' spreads them over {STEADY_SPREAD:.0f} s (the target's case), 'burst' sends them "
                        "all at the same moment (worst case); Graph API = local simulator; one Rasa server, one "
                        "action server, one console, SQLite",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "target_p95_ms": TARGET_MS,
         "steady": results.get("steady"),

@@ -145,7 +145,7 @@ class Settings:
             commune_file=_path("GUICHET_COMMUNE_FILE", PROJECT_ROOT / "commune.yml"),
             faq_dir=_path("GUICHET_FAQ_DIR", PROJECT_ROOT / "data" / "faq"),
             catalog_file=_path("GUICHET_CATALOG_FILE", PROJECT_ROOT / "bot" / "faq" / "catalog.yml"),
-            faq_min_confidence=_float("GUICHET_FAQ_MIN_CONFIDENCE", 0.2),
+            faq_min_confidence=_float("GUICHET_FAQ_MIN_CONFIDENCE", 0.15),
             api_token=os.environ.get("GUICHET_API_TOKEN", ""),
             telegram_token=os.environ.get("GUICHET_TELEGRAM_TOKEN", "").strip(),
             telegram_webhook_secret=os.environ.get("GUICHET_TELEGRAM_WEBHOOK_SECRET", "").strip(),

@@ -65,7 +65,7 @@ def test_quick_reply_payload_chooses_the_topic_directly():
 
 
 def test_unsure_faq_offers_the_likely_topics_and_an_agent():
-    latest = parse("faq", 0.9, ranking=[("cni", 0.15), ("passeport", 0.12), ("suivi_titre", 0.1), ("pacs", 0.01)])
+    latest = parse("faq", 0.9, ranking=[("cni", 0.12), ("passeport", 0.11), ("suivi_titre", 0.1), ("pacs", 0.01)])
     messages, events = run(ActionFaq(), latest)
     buttons = messages[0]["buttons"]
     assert messages[0]["text"].startswith("Je ne suis pas sûr")
