@@ -120,7 +120,7 @@ def main(config: Path = PROJECT_ROOT / "config.yml") -> dict[str, Any]:
         rasa = subprocess.Popen(
             [sys.executable, "-m", "rasa", "run", "--model", str(model), "--endpoints", str(work / "endpoints.yml"),
              "--credentials", "credentials.yml", "--interface", "127.0.0.1", "--port", str(rasa_port),
-             "--enable-api", "--auth-token", env["GUICHET_RASA_TOKEN"]],
+             "--enable-api", f"--auth-token={env['GUICHET_RASA_TOKEN']}"],
             cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         processes.append(rasa)
         wait_http(rasa_url, rasa, timeout=600)
