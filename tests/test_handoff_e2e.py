@@ -114,6 +114,9 @@ def test_messenger_citizen_reaches_an_agent_in_the_browser_and_gets_the_bot_back
     assert agent_sends and agent_sends[0].messaging_type in ("RESPONSE", "MESSAGE_TAG")
     assert citizen.texts()[sent_before:] == [reply], "the bot spoke while an agent had the conversation"
     shot(page, "03-conversation")
+    page.set_viewport_size({"width": 768, "height": 1024})  # a tablet, portrait
+    shot(page, "05-tablette")
+    page.set_viewport_size({"width": 1024, "height": 768})
     # RGAA basics: every field has a label, the page has one h1 and a language, and the
     # first Tab reaches the skip link.
     unlabelled = page.evaluate("""() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
@@ -123,9 +126,6 @@ def test_messenger_citizen_reaches_an_agent_in_the_browser_and_gets_the_bot_back
     page.reload()
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Aller au contenu"
-    page.set_viewport_size({"width": 768, "height": 1024})  # a tablet, portrait
-    shot(page, "05-tablette")
-    page.set_viewport_size({"width": 1024, "height": 768})
 
     # The reply is in the conversation's log too (Rasa's tracker), marked as a person's.
     tracker = requests.get(f"{stack.url}/conversations/{citizen.id}/tracker",

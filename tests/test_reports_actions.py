@@ -275,3 +275,17 @@ def test_my_data_and_erasure(database):
     assert get_request_service(database).for_conversation(SENDER) == []
     messages, _ = run(ActionPrivacyErase(), tracker("non", intent="deny", slots={"privacy_erase_confirm": "non"}))
     assert "je ne supprime rien" in messages[0]["text"]
+
+
+def test_a_database_down_never_leaves_the_citizen_without_a_contact(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("GUICHET_DATABASE_URL", "postgresql://nobody@127.0.0.1:9/guichet?connect_timeout=2")
+    phone = "02 54 00 00 00"
+    messages, events = run(ActionSubmitReport(), tracker("/affirm", intent="affirm", slots=REPORT_SLOTS))
+    assert "problème technique" in messages[0]["text"] and phone in messages[0]["text"]
+    assert all(v is None for v in slots_of(events).values())  # the form is reset, nothing half-stored
+    messages, _ = run(ActionTrackRequest(), tracker("où en est SIG-7K2P", intent="track_request"))
+    assert phone in messages[0]["text"]
+    messages, _ = run(ActionPrivacyExport(), tracker("mes données", intent="my_data"))
+    assert "dpo@" in messages[0]["text"] and phone in messages[0]["text"]
+    messages, _ = run(ActionPrivacyErase(), tracker("/affirm", intent="affirm", slots={"privacy_erase_confirm": "oui"}))
+    assert "n'a pas pu être faite" in messages[0]["text"] and phone in messages[0]["text"]
