@@ -48,6 +48,17 @@ def ensure_env_file(path: Path = PROJECT_ROOT / ".env") -> None:
     logger.info("Created %s with random secrets", path)
 
 
+def runtime_endpoints(action_port: str) -> Path:
+    """endpoints.yml with the action server's URL on the port actually used."""
+    import yaml
+
+    endpoints = yaml.safe_load((PROJECT_ROOT / "endpoints.yml").read_text(encoding="utf-8"))
+    endpoints["action_endpoint"]["url"] = f"http://127.0.0.1:{action_port}/webhook"
+    path = PROJECT_ROOT / "var" / "endpoints.yml"
+    path.write_text(yaml.safe_dump(endpoints, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def wait_http(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -129,7 +140,8 @@ def main() -> None:
     processes.append(actions)
     wait_http(f"http://127.0.0.1:{action_port}/health", actions)
 
-    common = ["--model", str(model), "--endpoints", "endpoints.yml"]
+    endpoints = runtime_endpoints(action_port)
+    common = ["--model", str(model), "--endpoints", str(endpoints)]
     if args.shell:
         shell = subprocess.Popen([python, "-m", "rasa", "shell", *common], cwd=PROJECT_ROOT)
         processes.append(shell)
