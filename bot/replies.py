@@ -46,6 +46,17 @@ ANSWER_MISSING = (
     "renseigner :\n{contact}"
 )
 AGENT_BUTTON = "Parler à un agent"
+# A theme of the persistent menu: its topics as quick replies.
+THEME_TOPICS = "Questions fréquentes « {theme} » : choisissez un sujet."
+THEME_MORE = "Votre question n'y est pas ? Écrivez-la en quelques mots."
+# Quick replies under an FAQ answer: the citizen rates it (editors see the ratings per topic).
+RATE_USEFUL_BUTTON = "👍 Utile"
+RATE_NOT_USEFUL_BUTTON = "👎 Pas utile"
+RATED_USEFUL = "Merci pour votre retour 🙂 Avez-vous une autre question ?"
+RATED_NOT_USEFUL = (
+    "Merci de nous l'avoir dit : la mairie s'en servira pour améliorer cette réponse. "
+    "Vous pouvez reformuler votre question, ou parler à un agent."
+)
 
 
 def render(template: str, commune: Commune) -> str:

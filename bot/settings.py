@@ -22,6 +22,20 @@ def _path(name: str, default: Path) -> Path:
     return Path(value).expanduser().resolve() if value else default
 
 
+def _str(*names: str, default: str = "") -> str:
+    """The first of these variables that is set and not blank, stripped; else `default`."""
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return default
+
+
+def _list(name: str, default: str = "") -> tuple[str, ...]:
+    """A comma-separated variable, without blanks."""
+    return tuple(item.strip() for item in _str(name, default=default).split(",") if item.strip())
+
+
 def _float(name: str, default: float) -> float:
     value = os.environ.get(name)
     return float(value) if value else default
@@ -146,62 +160,48 @@ class Settings:
             faq_dir=_path("GUICHET_FAQ_DIR", PROJECT_ROOT / "data" / "faq"),
             catalog_file=_path("GUICHET_CATALOG_FILE", PROJECT_ROOT / "bot" / "faq" / "catalog.yml"),
             faq_min_confidence=_float("GUICHET_FAQ_MIN_CONFIDENCE", 0.15),
-            api_token=os.environ.get("GUICHET_API_TOKEN", ""),
-            telegram_token=os.environ.get("GUICHET_TELEGRAM_TOKEN", "").strip(),
-            telegram_webhook_secret=os.environ.get("GUICHET_TELEGRAM_WEBHOOK_SECRET", "").strip(),
-            telegram_api_url=os.environ.get("GUICHET_TELEGRAM_API_URL", "").strip() or "https://api.telegram.org",
-            telegram_webhook_url=os.environ.get("GUICHET_TELEGRAM_WEBHOOK_URL", "").strip(),
-            webchat_origins=tuple(
-                o.strip().rstrip("/") for o in os.environ.get("GUICHET_WEBCHAT_ORIGINS", "").split(",") if o.strip()
-            ),
-            database_url=os.environ.get("GUICHET_DATABASE_URL", "").strip()
-            or f"sqlite:///{PROJECT_ROOT / 'var' / 'guichet.db'}",
-            rasa_url=(os.environ.get("GUICHET_RASA_URL", "").strip()
-                      or f"http://127.0.0.1:{os.environ.get('GUICHET_RASA_PORT', '5005')}").rstrip("/"),
-            rasa_token=os.environ.get("GUICHET_RASA_TOKEN", "").strip(),
-            console_host=os.environ.get("GUICHET_CONSOLE_HOST", "").strip()
-            or os.environ.get("GUICHET_HOST", "127.0.0.1"),
+            api_token=_str("GUICHET_API_TOKEN"),
+            telegram_token=_str("GUICHET_TELEGRAM_TOKEN"),
+            telegram_webhook_secret=_str("GUICHET_TELEGRAM_WEBHOOK_SECRET"),
+            telegram_api_url=_str("GUICHET_TELEGRAM_API_URL", default="https://api.telegram.org"),
+            telegram_webhook_url=_str("GUICHET_TELEGRAM_WEBHOOK_URL"),
+            webchat_origins=tuple(o.rstrip("/") for o in _list("GUICHET_WEBCHAT_ORIGINS")),
+            database_url=_str("GUICHET_DATABASE_URL", default=f"sqlite:///{PROJECT_ROOT / 'var' / 'guichet.db'}"),
+            rasa_url=_str("GUICHET_RASA_URL", default=f"http://127.0.0.1:{_str('GUICHET_RASA_PORT', default='5005')}")
+            .rstrip("/"),
+            rasa_token=_str("GUICHET_RASA_TOKEN"),
+            console_host=_str("GUICHET_CONSOLE_HOST", "GUICHET_HOST", default="127.0.0.1"),
             console_port=int(_float("GUICHET_CONSOLE_PORT", 5080)),
-            console_https=os.environ.get("GUICHET_CONSOLE_HTTPS", "").strip().lower() in {"1", "true", "yes"},
+            console_https=_str("GUICHET_CONSOLE_HTTPS").lower() in {"1", "true", "yes"},
             handoff_queue_timeout=_float("GUICHET_HANDOFF_QUEUE_TIMEOUT", 600.0),
             agent_presence_timeout=_float("GUICHET_AGENT_PRESENCE_TIMEOUT", 90.0),
             handoff_minutes_per_conversation=_float("GUICHET_HANDOFF_MINUTES_PER_CONVERSATION", 4.0),
-            always_human_topics=tuple(
-                t.strip() for t in os.environ.get("GUICHET_ALWAYS_HUMAN_TOPICS", "urgence,reclamation").split(",")
-                if t.strip()
-            ),
-            timezone=os.environ.get("GUICHET_TIMEZONE", "").strip() or "Europe/Paris",
-            holidays_subdivision=os.environ.get("GUICHET_HOLIDAYS_SUBDIV", "").strip(),
-            now_override=os.environ.get("GUICHET_NOW", "").strip(),
-            whatsapp_access_token=os.environ.get("GUICHET_WHATSAPP_ACCESS_TOKEN", "").strip(),
-            whatsapp_app_secret=os.environ.get("GUICHET_WHATSAPP_APP_SECRET", "").strip(),
-            whatsapp_verify_token=os.environ.get("GUICHET_WHATSAPP_VERIFY_TOKEN", "").strip(),
-            whatsapp_phone_number_id=os.environ.get("GUICHET_WHATSAPP_PHONE_NUMBER_ID", "").strip(),
+            always_human_topics=_list("GUICHET_ALWAYS_HUMAN_TOPICS", default="urgence,reclamation"),
+            timezone=_str("GUICHET_TIMEZONE", default="Europe/Paris"),
+            holidays_subdivision=_str("GUICHET_HOLIDAYS_SUBDIV"),
+            now_override=_str("GUICHET_NOW"),
+            whatsapp_access_token=_str("GUICHET_WHATSAPP_ACCESS_TOKEN"),
+            whatsapp_app_secret=_str("GUICHET_WHATSAPP_APP_SECRET"),
+            whatsapp_verify_token=_str("GUICHET_WHATSAPP_VERIFY_TOKEN"),
+            whatsapp_phone_number_id=_str("GUICHET_WHATSAPP_PHONE_NUMBER_ID"),
             # Unset WhatsApp API values fall back on the GUICHET_GRAPH_* ones (same host).
-            whatsapp_api_url=(os.environ.get("GUICHET_WHATSAPP_API_URL", "").strip()
-                              or os.environ.get("GUICHET_GRAPH_API_URL", "").strip()
-                              or "https://graph.facebook.com").rstrip("/"),
-            whatsapp_api_version=os.environ.get("GUICHET_WHATSAPP_API_VERSION", "").strip()
-            or os.environ.get("GUICHET_GRAPH_API_VERSION", "").strip() or "v26.0",
+            whatsapp_api_url=_str("GUICHET_WHATSAPP_API_URL", "GUICHET_GRAPH_API_URL",
+                                  default="https://graph.facebook.com").rstrip("/"),
+            whatsapp_api_version=_str("GUICHET_WHATSAPP_API_VERSION", "GUICHET_GRAPH_API_VERSION", default="v26.0"),
             whatsapp_api_timeout=_float("GUICHET_WHATSAPP_API_TIMEOUT", _float("GUICHET_GRAPH_TIMEOUT", 10.0)),
-            messenger_page_token=os.environ.get("GUICHET_MESSENGER_PAGE_TOKEN", "").strip(),
-            messenger_app_secret=os.environ.get("GUICHET_MESSENGER_APP_SECRET", "").strip(),
-            messenger_verify_token=os.environ.get("GUICHET_MESSENGER_VERIFY_TOKEN", "").strip(),
-            instagram_access_token=os.environ.get("GUICHET_INSTAGRAM_ACCESS_TOKEN", "").strip()
-            or os.environ.get("GUICHET_MESSENGER_PAGE_TOKEN", "").strip(),
-            instagram_app_secret=os.environ.get("GUICHET_INSTAGRAM_APP_SECRET", "").strip()
-            or os.environ.get("GUICHET_MESSENGER_APP_SECRET", "").strip(),
-            instagram_verify_token=os.environ.get("GUICHET_INSTAGRAM_VERIFY_TOKEN", "").strip()
-            or os.environ.get("GUICHET_MESSENGER_VERIFY_TOKEN", "").strip(),
-            graph_api_url=(os.environ.get("GUICHET_GRAPH_API_URL", "").strip()
-                           or "https://graph.facebook.com").rstrip("/"),
-            graph_api_version=os.environ.get("GUICHET_GRAPH_API_VERSION", "").strip() or "v26.0",
+            messenger_page_token=_str("GUICHET_MESSENGER_PAGE_TOKEN"),
+            messenger_app_secret=_str("GUICHET_MESSENGER_APP_SECRET"),
+            messenger_verify_token=_str("GUICHET_MESSENGER_VERIFY_TOKEN"),
+            # Unset Instagram credentials fall back on Messenger's (the same Page).
+            instagram_access_token=_str("GUICHET_INSTAGRAM_ACCESS_TOKEN", "GUICHET_MESSENGER_PAGE_TOKEN"),
+            instagram_app_secret=_str("GUICHET_INSTAGRAM_APP_SECRET", "GUICHET_MESSENGER_APP_SECRET"),
+            instagram_verify_token=_str("GUICHET_INSTAGRAM_VERIFY_TOKEN", "GUICHET_MESSENGER_VERIFY_TOKEN"),
+            graph_api_url=_str("GUICHET_GRAPH_API_URL", default="https://graph.facebook.com").rstrip("/"),
+            graph_api_version=_str("GUICHET_GRAPH_API_VERSION", default="v26.0"),
             graph_timeout=_float("GUICHET_GRAPH_TIMEOUT", 10.0),
             graph_max_attempts=int(_float("GUICHET_GRAPH_MAX_ATTEMPTS", 4)),
             graph_backoff=_float("GUICHET_GRAPH_BACKOFF", 0.5),
-            rasa_model_urls=tuple(
-                u.strip().rstrip("/") for u in os.environ.get("GUICHET_RASA_REPLICAS", "").split(",") if u.strip()
-            ),
+            rasa_model_urls=tuple(u.rstrip("/") for u in _list("GUICHET_RASA_REPLICAS")),
             publish_tolerance=_float("GUICHET_PUBLISH_TOLERANCE", 0.0),
             broadcast_rates=tuple(
                 (name, _float(f"GUICHET_BROADCAST_RATE_{name.upper()}", default))
@@ -213,8 +213,8 @@ class Settings:
             broadcast_retry_max=_float("GUICHET_BROADCAST_RETRY_MAX", 600.0),
             broadcast_stale_after=_float("GUICHET_BROADCAST_STALE_AFTER", 300.0),
             broadcast_poll_interval=_float("GUICHET_BROADCAST_POLL_INTERVAL", 2.0),
-            whatsapp_alert_template=os.environ.get("GUICHET_WHATSAPP_ALERT_TEMPLATE", "").strip(),
-            whatsapp_alert_template_language=os.environ.get("GUICHET_WHATSAPP_ALERT_TEMPLATE_LANGUAGE", "").strip() or "fr",
+            whatsapp_alert_template=_str("GUICHET_WHATSAPP_ALERT_TEMPLATE"),
+            whatsapp_alert_template_language=_str("GUICHET_WHATSAPP_ALERT_TEMPLATE_LANGUAGE", default="fr"),
             rumour_min_similarity=_float("GUICHET_RUMOUR_MIN_SIMILARITY", 0.35),
             meta_max_concurrent=max(1, int(_float("GUICHET_META_MAX_CONCURRENT", 3))),
             retention_days=max(1.0, _float("GUICHET_RETENTION_DAYS", 365.0)),

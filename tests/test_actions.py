@@ -19,8 +19,10 @@ from actions.actions import (
     ActionGreet,
     ActionHumanHandoff,
     ActionOutOfScope,
+    rating_payload,
     topic_payload,
 )
+from bot.faq import ratings
 from bot.settings import PROJECT_ROOT
 
 PHONE = "02 54 00 00 00"
@@ -129,3 +131,56 @@ def test_changing_the_settings_file_changes_the_answer(edited_commune: Path):
     os.utime(edited_commune, (future, future))
     after, _ = run(ActionFaq(), latest)
     assert "05 99 99 99 99" in after[0]["text"] and PHONE not in after[0]["text"]
+
+
+def test_an_faq_answer_can_be_rated_and_offers_a_person():
+    messages, _ = run(ActionFaq(), parse("faq", 1.0, entities=[{"entity": "faq_topic", "value": "cni"}]))
+    buttons = messages[0]["buttons"]
+    assert [b["payload"] for b in buttons] == [
+        '/faq{"faq_topic":"cni","rating":"utile"}', '/faq{"faq_topic":"cni","rating":"pas_utile"}', "/human_handoff"
+    ]
+    assert all(len(b["title"]) <= 20 for b in buttons), "Messenger limits titles to 20 characters"
+
+
+def test_tapping_a_rating_records_it_once_per_conversation_and_thanks(tmp_path: Path):
+    def rate(useful: bool):
+        payload = rating_payload("cni", useful)
+        entities = [{"entity": "faq_topic", "value": "cni"}, {"entity": "rating", "value": payload.split('"')[-2]}]
+        return run(ActionFaq(), parse("faq", 1.0, entities=entities))
+
+    messages, events = rate(False)
+    assert messages[0]["text"].startswith("Merci de nous l'avoir dit")
+    assert messages[0]["buttons"] == [{"title": "Parler à un agent", "payload": "/human_handoff"}]
+    assert events == []  # the answer is not repeated, the conversation's state is unchanged
+    url = os.environ["GUICHET_DATABASE_URL"]
+    assert (ratings.by_topic(url)["cni"].useful, ratings.by_topic(url)["cni"].not_useful) == (0, 1)
+
+    messages, _ = rate(True)  # the citizen changes their mind: the rating is replaced
+    assert messages[0]["text"].startswith("Merci pour votre retour")
+    assert (ratings.by_topic(url)["cni"].useful, ratings.by_topic(url)["cni"].not_useful) == (1, 0)
+
+
+def test_a_rating_that_cannot_be_stored_still_thanks_the_citizen(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("GUICHET_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    entities = [{"entity": "faq_topic", "value": "cni"}, {"entity": "rating", "value": "utile"}]
+    messages, _ = run(ActionFaq(), parse("faq", 1.0, entities=entities))
+    assert messages[0]["text"].startswith("Merci pour votre retour")
+
+
+def test_answers_that_lead_to_a_person_or_a_form_are_not_rated():
+    for topic in ("urgence", "reclamation"):
+        messages, _ = run(ActionFaq(), parse("faq", 1.0, entities=[{"entity": "faq_topic", "value": topic}]))
+        assert not any("rating" in b["payload"] for m in messages for b in m.get("buttons") or []), topic
+
+
+def test_a_theme_of_the_persistent_menu_lists_its_topics_and_a_person():
+    messages, _ = run(ActionFaq(), parse("faq", 1.0, entities=[{"entity": "faq_theme", "value": "dechets"}]))
+    assert "Déchets et collecte" in messages[0]["text"]
+    payloads = [b["payload"] for b in messages[0]["buttons"]]
+    assert topic_payload("collecte_ordures") in payloads and payloads[-1] == "/human_handoff"
+    assert all(p.startswith('/faq{"faq_topic":') for p in payloads[:-1])
+    # État civil has more topics than Messenger's 13 quick replies: 12 and a person.
+    messages, _ = run(ActionFaq(), parse("faq", 1.0, entities=[{"entity": "faq_theme", "value": "etat_civil"}]))
+    assert len(messages[0]["buttons"]) == 13 and "Écrivez-la" in messages[0]["text"]
+    messages, _ = run(ActionFaq(), parse("faq", 1.0, entities=[{"entity": "faq_theme", "value": "inconnu"}]))
+    assert messages[0]["buttons"] == [{"title": "Parler à un agent", "payload": "/human_handoff"}]

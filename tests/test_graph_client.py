@@ -176,7 +176,7 @@ async def test_messenger_setup_configures_the_page(sim, monkeypatch):
     assert fields == {"get_started", "greeting", "persistent_menu"}
     menu = sim.profile["persistent_menu"][0]["call_to_actions"]
     assert menu[-1] == {"type": "postback", "title": "Parler à un agent", "payload": "/human_handoff"}
-    assert any(a["payload"] == '/faq_theme{"faq_theme":"etat_civil"}' for a in menu if a["type"] == "postback")
+    assert any(a["payload"] == '/faq{"faq_theme":"etat_civil"}' for a in menu if a["type"] == "postback")
     greeting = sim.profile["greeting"][0]["text"]
     assert "assistant automatique" in greeting and "agent" in greeting and len(greeting) <= 160
     assert sim.profile["get_started"] == {"payload": "GET_STARTED"}

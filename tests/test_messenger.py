@@ -186,8 +186,9 @@ def test_what_rasa_reads_for_each_kind_of_event():
     assert read(get_started_item("1", PAGE)) == "/greet"
     assert read(quick_reply_item("1", PAGE, "CNI", CNI)) == CNI
     assert read(postback_item("1", PAGE, "Parler à un agent", "/human_handoff")) == "/human_handoff"
-    # A payload the model doesn't know (an old menu, a theme): its title goes to the NLU.
-    assert read(postback_item("1", PAGE, "État civil", '/faq_theme{"faq_theme":"etat_civil"}')) == "État civil"
+    assert read(postback_item("1", PAGE, "État civil", '/faq{"faq_theme":"etat_civil"}')) == '/faq{"faq_theme":"etat_civil"}'
+    # A payload the model doesn't know (an old menu): its title goes to the NLU.
+    assert read(postback_item("1", PAGE, "Ancien menu", '/old_menu{"x":"y"}')) == "Ancien menu"
     assert read(text_item("1", PAGE, "/restart")) == "restart"
     assert read(attachment_item("1", PAGE, "image", "https://cdn.example/p.jpg", text="trou sur la route")) == "trou sur la route"
     assert read(attachment_item("1", PAGE, "image", "https://cdn.example/p.jpg")) == "/nlu_fallback"

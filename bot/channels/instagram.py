@@ -36,14 +36,6 @@ class InstagramInput(MetaInput):
 
     @classmethod
     def config_from_settings(cls, settings: Settings) -> MetaConfig:
-        return MetaConfig(
-            access_token=settings.instagram_access_token,
-            app_secret=settings.instagram_app_secret,
-            verify_token=settings.instagram_verify_token,
-            graph_url=settings.graph_api_url,
-            graph_version=settings.graph_api_version,
-            timeout=settings.graph_timeout,
-            max_attempts=settings.graph_max_attempts,
-            backoff=settings.graph_backoff,
-            max_concurrent=settings.meta_max_concurrent,
+        return MetaConfig.from_settings(
+            settings, settings.instagram_access_token, settings.instagram_app_secret, settings.instagram_verify_token
         )

@@ -42,14 +42,6 @@ class MessengerInput(MetaInput):
 
     @classmethod
     def config_from_settings(cls, settings: Settings) -> MetaConfig:
-        return MetaConfig(
-            access_token=settings.messenger_page_token,
-            app_secret=settings.messenger_app_secret,
-            verify_token=settings.messenger_verify_token,
-            graph_url=settings.graph_api_url,
-            graph_version=settings.graph_api_version,
-            timeout=settings.graph_timeout,
-            max_attempts=settings.graph_max_attempts,
-            backoff=settings.graph_backoff,
-            max_concurrent=settings.meta_max_concurrent,
+        return MetaConfig.from_settings(
+            settings, settings.messenger_page_token, settings.messenger_app_secret, settings.messenger_verify_token
         )

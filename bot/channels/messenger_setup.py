@@ -13,9 +13,8 @@ Started button, one `default` locale, at most 20 items (`postback` | `web_url`, 
 30 characters, payloads of 1000); the Get Started tap arrives as a postback.
 
 The menu offers the FAQ themes (the domains of bot/faq/catalog.yml) as postbacks
-`/faq_theme{"faq_theme":"<domain>"}`, the town hall's website, and "Parler à un agent"
-(`/human_handoff`). While the model has no `faq_theme` intent, the channel sends the
-theme's title to Rasa instead (see bot/channels/meta_channel.py).
+`/faq{"faq_theme":"<domain>"}` (action_faq answers with the theme's topics as quick
+replies), the town hall's website, and "Parler à un agent" (`/human_handoff`).
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ MENU_ITEMS_MAX = 20
 MENU_TITLE_MAX = 30
 AGENT_TITLE = "Parler à un agent"
 AGENT_PAYLOAD = "/human_handoff"
-THEME_INTENT = "faq_theme"
+THEME_INTENT, THEME_ENTITY = "faq", "faq_theme"
 # Menu titles of the catalog's domains (a domain missing here gets a title from its id).
 DOMAIN_TITLES = {
     "etat_civil": "État civil et papiers",
@@ -62,7 +61,7 @@ def domain_title(domain: str) -> str:
 
 
 def theme_payload(domain: str) -> str:
-    return "/" + THEME_INTENT + json.dumps({THEME_INTENT: domain}, separators=(",", ":"))
+    return "/" + THEME_INTENT + json.dumps({THEME_ENTITY: domain}, separators=(",", ":"))
 
 
 def greeting_text(commune: Commune) -> str:

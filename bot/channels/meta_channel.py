@@ -91,6 +91,16 @@ class MetaConfig:
     backoff: float
     max_concurrent: int = 3
 
+    @classmethod
+    def from_settings(cls, settings: Settings, access_token: str, app_secret: str, verify_token: str) -> MetaConfig:
+        """One channel's credentials with the Graph API settings every Meta channel shares."""
+        return cls(
+            access_token=access_token, app_secret=app_secret, verify_token=verify_token,
+            graph_url=settings.graph_api_url, graph_version=settings.graph_api_version,
+            timeout=settings.graph_timeout, max_attempts=settings.graph_max_attempts,
+            backoff=settings.graph_backoff, max_concurrent=settings.meta_max_concurrent,
+        )
+
 
 def _is_human_agent(values: dict[str, Any]) -> bool:
     sources = [values]
