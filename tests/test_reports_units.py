@@ -220,6 +220,21 @@ def test_erasure_anonymises_requests_deletes_contacts_and_later_the_events(url, 
     assert PSID not in json.dumps(privacy.export_conversation(url, PSID)["requests"])
 
 
+def test_erasure_unlinks_votes_but_keeps_them_counted(url):
+    from bot.outreach.polls import RECORDED, Polls
+
+    polls = Polls(url)
+    poll = polls.create("Quel nom pour la médiathèque ?", ["Victor Hugo", "Colette"], utcnow() + dt.timedelta(days=7))
+    assert polls.open(poll.id)
+    assert polls.vote(poll.id, 1, "whatsapp", PSID)[0] == RECORDED
+    assert polls.vote(poll.id, 2, "messenger", "someone-else")[0] == RECORDED
+    counts = privacy.erase_project_data(url, PSID)
+    assert counts["votes"] == 1
+    assert not polls.has_voted(poll.id, "whatsapp", PSID)  # the pseudonym leads nowhere now
+    assert polls.has_voted(poll.id, "messenger", "someone-else")
+    assert polls.results(poll.id).total == 2  # the consultation's result does not change
+
+
 def test_retention_purge_deletes_old_conversations_and_keeps_recent_ones(url):
     old = (utcnow() - dt.timedelta(days=400)).replace(tzinfo=dt.timezone.utc).timestamp()
     add_events(url, "old-citizen", ["bonjour", "Bonjour"], at=old)

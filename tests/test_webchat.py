@@ -302,7 +302,9 @@ def exchange(url: str, auth: dict | None, *messages: object) -> tuple[str, list[
             client.emit("user_uttered", message)
             assert answered.wait(60), f"no answer to {message!r}"
     finally:
-        client.disconnect()
+        # Engine.IO's CLOSE (the server ends the session) without waiting for the pending
+        # long poll to return, which a plain disconnect() does (up to the 25 s ping interval).
+        client.eio.disconnect(abort=True)
     session = next(data for name, data in events if name == "session_confirm")
     return str(session), events
 

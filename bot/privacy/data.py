@@ -41,8 +41,10 @@ from bot.db import (
     utcnow,
 )
 from bot.db.models import ACTIVE_STATUSES
+from bot.db.outreach_models import Vote
 from bot.db.tickets import CitizenRequest, ErasureRequest, RequestEvent, RequestNotification
 from bot.handoff.tracker_feed import EVENTS, TrackerFeed
+from bot.outreach.polls import voter_id
 from bot.privacy.masking import mask
 from bot.reports import catalog
 from bot.reports.service import photos_of
@@ -169,7 +171,7 @@ def export_conversation(url: str, conversation_id: str) -> dict[str, Any]:
 def erase_project_data(url: str, conversation_id: str) -> dict[str, int]:
     """Anonymises or deletes the project's data about a conversation (not Rasa's events)."""
     now = utcnow()
-    counts = {"requests": 0, "tickets": 0, "callbacks": 0, "escalations": 0, "notes": 0, "other": 0}
+    counts = {"requests": 0, "tickets": 0, "callbacks": 0, "escalations": 0, "notes": 0, "votes": 0, "other": 0}
     with session_scope(url) as s:
         requests = s.execute(
             select(CitizenRequest).where(CitizenRequest.conversation_id == conversation_id)
@@ -227,10 +229,24 @@ def erase_project_data(url: str, conversation_id: str) -> dict[str, int]:
         s.execute(delete(AgentMessage).where(AgentMessage.conversation_id == conversation_id)
                   .execution_options(synchronize_session=False))
 
+        # Votes stay counted in the results, but their pseudonym no longer leads to anyone.
+        for vote in s.execute(select(Vote).where(Vote.voter.in_(_voter_ids(conversation_id)))).scalars():
+            vote.voter = _placeholder()
+            counts["votes"] += 1
+
         for table, columns in _other_tables():
             for column in columns:
                 counts["other"] += s.execute(delete(table).where(table.c[column] == conversation_id)).rowcount
     return counts
+
+
+def _voter_ids(conversation_id: str) -> list[str]:
+    """The conversation's poll pseudonyms, whatever channel it votes from."""
+    return [voter_id(channel, conversation_id) for channel in VOTING_CHANNELS]
+
+
+# Every input channel's name (the poll pseudonym hashes it with the conversation id).
+VOTING_CHANNELS = ("messenger", "instagram", "whatsapp", "telegram", "webchat", "api", "rest", "socketio", "cmdline")
 
 
 def _placeholder() -> str:
