@@ -7,8 +7,10 @@
 Starts four processes: the action server, the Rasa server, the agents' console
 (bot/console) and the broadcast worker (bot/broadcast), after applying the database
 migrations (`python -m bot.db upgrade`).
-Trains the model first if none matches the current data. Creates `.env` with random
-secrets on the first run. Stops every process it started on Ctrl-C or SIGTERM.
+Serves the model last published from the console (`models/live.json`: it passed the
+publication's quality gate, so a restart must not replace it with an unchecked one);
+otherwise the model of the current data, trained first if none matches. Creates `.env`
+with random secrets on the first run. Stops every process it started on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -31,6 +33,23 @@ logger = logging.getLogger("guichet")
 GENERATED_SECRETS = (
     "GUICHET_API_TOKEN", "GUICHET_RASA_TOKEN", "GUICHET_TELEGRAM_WEBHOOK_SECRET", "GUICHET_WHATSAPP_VERIFY_TOKEN",
 )
+
+
+def startup_model(models_dir: Path = PROJECT_ROOT / "models") -> Path:
+    """The published model if there is one, else the current data's model (trained if needed)."""
+    from bot.faq.publishing import live_model
+    from bot.faq.training import ensure_model, model_path
+
+    published = live_model(models_dir)
+    if published is None:
+        return ensure_model(out=models_dir)
+    if published != model_path(out=models_dir):
+        logger.warning(
+            "Serving the model published from the console (%s); the data has changed since. "
+            "Publish from the console (or delete %s) to serve the current data.",
+            published.name, models_dir / "live.json",
+        )
+    return published
 
 
 def ensure_env_file(path: Path = PROJECT_ROOT / ".env") -> None:
@@ -104,9 +123,7 @@ def main() -> None:
     from dotenv import load_dotenv
 
     load_dotenv(PROJECT_ROOT / ".env", override=False)
-    from bot.faq.training import ensure_model
-
-    model = ensure_model()
+    model = startup_model()
     (PROJECT_ROOT / "var").mkdir(exist_ok=True)
     host = os.environ.get("GUICHET_HOST", "127.0.0.1")
     rasa_port = os.environ.get("GUICHET_RASA_PORT", "5005")

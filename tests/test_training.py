@@ -34,3 +34,20 @@ def test_training_inputs_are_config_domain_and_data():
     names = {f.name for f in files}
     assert {"config.yml", "domain.yml", "rules.yml", "core.yml", "etat_civil.yml"} <= names
     assert "commune.yml" not in names
+
+
+def test_make_run_serves_the_published_model_else_the_current_datas(tmp_path):
+    import json
+
+    from bot.faq.training import model_path
+    from bot.launcher import startup_model
+
+    current = model_path(out=tmp_path)
+    current.write_bytes(b"model of the current data")  # found: nothing to train
+    assert startup_model(tmp_path) == current
+    published = tmp_path / "guichet-0123456789abcdef.tar.gz"
+    published.write_bytes(b"model published from the console")
+    (tmp_path / "live.json").write_text(json.dumps({"model_file": str(published), "publication": 3}))
+    assert startup_model(tmp_path) == published  # a restart keeps the checked model
+    published.unlink()  # its file is gone: back to the current data's model
+    assert startup_model(tmp_path) == current

@@ -101,14 +101,24 @@ def _run_streaming(command: list[str], on_output: Callable[[str], None]) -> None
         raise subprocess.CalledProcessError(process.returncode, command)
 
 
+def model_path(
+    config: Path = PROJECT_ROOT / "config.yml",
+    domain: Path = PROJECT_ROOT / "domain.yml",
+    data: Path = PROJECT_ROOT / "data",
+    out: Path = PROJECT_ROOT / "models",
+) -> Path:
+    """Where the model of this data and configuration is (or will be, once trained)."""
+    return out / f"{MODEL_PREFIX}{fingerprint(config, domain, data)}.tar.gz"
+
+
 def ensure_model(
     config: Path = PROJECT_ROOT / "config.yml",
     domain: Path = PROJECT_ROOT / "domain.yml",
     data: Path = PROJECT_ROOT / "data",
     out: Path = PROJECT_ROOT / "models",
 ) -> Path:
-    name = MODEL_PREFIX + fingerprint(config, domain, data)
-    path = out / f"{name}.tar.gz"
+    path = model_path(config, domain, data, out)
+    name = path.name.removesuffix(".tar.gz")
     if path.exists():
         return path
     out.mkdir(parents=True, exist_ok=True)
