@@ -151,8 +151,11 @@ def main() -> None:
 
     # The project's tables (handoff, console) next to Rasa's tracker store: migrations first.
     subprocess.run([python, "-m", "bot.db", "upgrade"], cwd=PROJECT_ROOT, check=True)
+    # rasa_sdk listens on SANIC_HOST (0.0.0.0 by default) and has no authentication: only
+    # the Rasa server may call it, so it listens on the loopback unless told otherwise.
+    action_env = {**os.environ, "SANIC_HOST": os.environ.get("GUICHET_ACTION_HOST", "127.0.0.1")}
     actions = subprocess.Popen(
-        [python, "-m", "rasa_sdk", "--actions", "actions", "--port", action_port], cwd=PROJECT_ROOT
+        [python, "-m", "rasa_sdk", "--actions", "actions", "--port", action_port], cwd=PROJECT_ROOT, env=action_env
     )
     processes.append(actions)
     wait_http(f"http://127.0.0.1:{action_port}/health", actions)
