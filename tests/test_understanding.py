@@ -30,3 +30,10 @@ def test_distress_is_answered_even_when_unsure():
     assert (result.kind, result.topic) == ("faq", "urgence")
     noise = understand(parse("nlu_fallback", 0.4, [("urgence", 0.03), ("sante", 0.02)]), 0.35)
     assert noise.kind == "fallback"
+
+
+def test_a_response_selector_without_retrieval_intent_is_read_too():
+    # Rasa's default recipe trains one ResponseSelector for all retrieval intents: "default".
+    parse = {"intent": {"name": "faq", "confidence": 0.9},
+             "response_selector": {"default": {"ranking": [{"intent_response_key": "faq/cni", "confidence": 0.8}]}}}
+    assert understand(parse, 0.15).topic == "cni"

@@ -38,7 +38,10 @@ class Understanding:
 
 def topic_ranking(parse: dict[str, Any]) -> list[tuple[str, float]]:
     """FAQ topics by decreasing ResponseSelector confidence."""
-    selector = (parse.get("response_selector") or {}).get(RETRIEVAL_INTENT) or {}
+    selectors = parse.get("response_selector") or {}
+    # Rasa names a ResponseSelector's output after its `retrieval_intent`, or "default"
+    # when none is set (Rasa's default recipe, compared with ours by `make eval`).
+    selector = selectors.get(RETRIEVAL_INTENT) or selectors.get("default") or {}
     ranking = []
     for item in selector.get("ranking") or []:
         key = item.get("intent_response_key") or ""
