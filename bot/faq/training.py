@@ -54,10 +54,13 @@ def cache_dir() -> Path | None:
 
 def train(
     config: Path, domain: Path, data: Path, out: Path, name: str, nlu_only: bool = False,
-    on_output: Callable[[str], None] | None = None,
+    on_output: Callable[[str], None] | None = None, reuse_cache: bool = True,
 ) -> Path:
     """Runs `rasa train` in a subprocess; returns the model path and logs the duration.
-    `on_output` receives each line (and each progress-bar refresh) Rasa prints."""
+    `on_output` receives each line (and each progress-bar refresh) Rasa prints.
+    `reuse_cache=False` turns off Rasa's training cache (`.rasa/cache`, which reuses the
+    components whose inputs did not change): for honest training times."""
+    env = None if reuse_cache else {**os.environ, "RASA_MAX_CACHE_SIZE": "0"}
     out.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "rasa", "train", *(["nlu"] if nlu_only else []),
@@ -68,9 +71,9 @@ def train(
     ]
     started = time.monotonic()
     if on_output is None:
-        subprocess.run(command, check=True, cwd=PROJECT_ROOT)
+        subprocess.run(command, check=True, cwd=PROJECT_ROOT, env=env)
     else:
-        _run_streaming(command, on_output)
+        _run_streaming(command, on_output, env)
     path = out / f"{name}.tar.gz"
     logger.info("Trained %s in %.0f s", path.name, time.monotonic() - started)
     if not path.exists():
@@ -78,10 +81,10 @@ def train(
     return path
 
 
-def _run_streaming(command: list[str], on_output: Callable[[str], None]) -> None:
+def _run_streaming(command: list[str], on_output: Callable[[str], None], env: dict[str, str] | None = None) -> None:
     """Runs `command`, passing its output to `on_output` line by line ("\r" ends a line
     too: progress bars redraw with it); raises CalledProcessError like `check=True`."""
-    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert process.stdout is not None
     pending = b""
     try:
