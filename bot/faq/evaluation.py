@@ -223,6 +223,10 @@ def markdown(report: dict[str, Any]) -> str:
                           ("out_of_scope_rejection", "out-of-scope rejection"),
                           ("human_handoff", "human_handoff recognised")):
             lines.append(f"| public: {name} | {rate(full['public'][key])} |")
+        if sweep := full.get("threshold_sweep"):
+            lines += ["", "FAQ-topic threshold on the public set (top-1 / out-of-scope rejection): " + " · ".join(
+                f"{t}: {100 * r['public_faq_top1']:.1f}% / {100 * r['public_oos_rejection']:.1f}%"
+                for t, r in sweep.items())]
     lines += ["", "## FAQ confidence threshold (Guichet)", "", "| threshold | held-out top-1 | held-out OOS rejection | public top-1 | public OOS rejection |", "|---|---|---|---|---|"]
     for threshold, row in ours["threshold_sweep"].items():
         cells = [f"{100 * v:.1f}%" if v is not None else "n/a" for v in row.values()]
@@ -277,8 +281,12 @@ def run(output: Path = RESULTS, config: Path = PROJECT_ROOT / "config.yml", base
                           "full", reuse_cache=False)
             seconds = time.monotonic() - started
             result = asyncio.run(evaluate_model(model, [], public, settings.faq_min_confidence))
-            report["guichet_full"] = {"train_seconds": round(seconds, 1), "public": result["public"],
-                                      "min_topic_confidence": settings.faq_min_confidence}
+            report["guichet_full"] = {
+                "train_seconds": round(seconds, 1), "public": result["public"],
+                "min_topic_confidence": settings.faq_min_confidence,
+                "threshold_sweep": {t: {k: v for k, v in row.items() if k.startswith("public")}
+                                    for t, row in result["threshold_sweep"].items()},
+            }
     output.mkdir(parents=True, exist_ok=True)
     (output / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
     (output / "report.md").write_text(markdown(report), encoding="utf-8")
