@@ -95,6 +95,16 @@ def test_the_decision_compares_both_accuracies():
     assert compare({"public": {"faq_top1": 0.5}}, {}, 0.0) == []  # nothing to compare with
 
 
+def test_a_model_that_answers_out_of_scope_questions_is_refused():
+    # Seen in bench/publish.py: one added example kept FAQ top-1 (89.3%) but turned
+    # away 69.2% of the out-of-scope questions instead of 92.3%.
+    live = {"public": {"faq_top1": 0.893, "out_of_scope_rejection": 0.923}}
+    candidate = {"public": {"faq_top1": 0.893, "out_of_scope_rejection": 0.692}}
+    assert compare(candidate, live, 0.0) == [
+        "sur le jeu d'évaluation public, les questions hors sujet écartées passeraient de 92,3 % à 69,2 %"]
+    assert compare(candidate, live, 0.25) == []
+
+
 def test_live_pointer(tmp_path: Path):
     assert live_model(tmp_path) is None
     model = tmp_path / "guichet-abc.tar.gz"

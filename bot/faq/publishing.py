@@ -458,13 +458,17 @@ def _percent(value: float | None) -> str:
 
 
 def compare(candidate: dict[str, Any], baseline: dict[str, Any], tolerance: float) -> list[str]:
-    """The reasons to refuse the candidate (empty: it is at least as good)."""
+    """The reasons to refuse the candidate (empty: it is at least as good). It must answer
+    as many questions right and turn away as many out-of-scope questions as the live
+    model: a model that answers more often but also answers what it should not is worse."""
     reasons = []
-    for split, label in (("public", "le jeu d'évaluation public"), ("held_out", "les questions mises de côté")):
-        new = (candidate.get(split) or {}).get("faq_top1")
-        old = (baseline.get(split) or {}).get("faq_top1")
-        if new is not None and old is not None and new < old - tolerance - 1e-9:
-            reasons.append(f"sur {label}, la bonne réponse passerait de {_percent(old)} à {_percent(new)}")
+    for metric, what in (("faq_top1", "la bonne réponse passerait"),
+                         ("out_of_scope_rejection", "les questions hors sujet écartées passeraient")):
+        for split, label in (("public", "le jeu d'évaluation public"), ("held_out", "les questions mises de côté")):
+            new = (candidate.get(split) or {}).get(metric)
+            old = (baseline.get(split) or {}).get(metric)
+            if new is not None and old is not None and new < old - tolerance - 1e-9:
+                reasons.append(f"sur {label}, {what} de {_percent(old)} à {_percent(new)}")
     return reasons
 
 
