@@ -39,9 +39,14 @@ MISUNDERSTOOD = "Désolé, je n'arrive pas à vous répondre."
 EMERGENCY_FIRST = messages.EMERGENCY_FIRST
 
 
+def faq_payload(**entities: str) -> str:
+    """A quick-reply payload on the `faq` intent with its entities (topic, rating, theme)."""
+    return "/faq" + json.dumps(entities, separators=(",", ":"))
+
+
 def topic_payload(topic_id: str) -> str:
     """The quick-reply payload that asks for one FAQ topic."""
-    return "/faq" + json.dumps({TOPIC_ENTITY: topic_id}, separators=(",", ":"))
+    return faq_payload(**{TOPIC_ENTITY: topic_id})
 
 
 def agent_button() -> dict[str, str]:
@@ -49,8 +54,7 @@ def agent_button() -> dict[str, str]:
 
 
 def rating_payload(topic_id: str, useful: bool) -> str:
-    entities = {TOPIC_ENTITY: topic_id, RATING_ENTITY: USEFUL if useful else NOT_USEFUL}
-    return "/faq" + json.dumps(entities, separators=(",", ":"))
+    return faq_payload(**{TOPIC_ENTITY: topic_id, RATING_ENTITY: USEFUL if useful else NOT_USEFUL})
 
 
 def rating_buttons(topic_id: str) -> list[dict[str, str]]:

@@ -229,8 +229,11 @@ def erase_project_data(url: str, conversation_id: str) -> dict[str, int]:
         s.execute(delete(AgentMessage).where(AgentMessage.conversation_id == conversation_id)
                   .execution_options(synchronize_session=False))
 
-        # Votes stay counted in the results, but their pseudonym no longer leads to anyone.
-        for vote in s.execute(select(Vote).where(Vote.voter.in_(_voter_ids(conversation_id)))).scalars():
+        # Votes stay counted in the results, but their pseudonym (a hash of the channel the
+        # vote came from and the conversation id) no longer leads to anyone.
+        channels = s.execute(select(Vote.channel).distinct()).scalars().all()
+        voters = [voter_id(channel, conversation_id) for channel in channels]
+        for vote in s.execute(select(Vote).where(Vote.voter.in_(voters))).scalars():
             vote.voter = _placeholder()
             counts["votes"] += 1
 
@@ -238,15 +241,6 @@ def erase_project_data(url: str, conversation_id: str) -> dict[str, int]:
             for column in columns:
                 counts["other"] += s.execute(delete(table).where(table.c[column] == conversation_id)).rowcount
     return counts
-
-
-def _voter_ids(conversation_id: str) -> list[str]:
-    """The conversation's poll pseudonyms, whatever channel it votes from."""
-    return [voter_id(channel, conversation_id) for channel in VOTING_CHANNELS]
-
-
-# Every input channel's name (the poll pseudonym hashes it with the conversation id).
-VOTING_CHANNELS = ("messenger", "instagram", "whatsapp", "telegram", "webchat", "api", "rest", "socketio", "cmdline")
 
 
 def _placeholder() -> str:
