@@ -1,5 +1,5 @@
 """The citizen's personal data in the chat: the privacy notice at first contact, "mes
-données" (a summary of what is kept, and how to get a full copy), "supprimer mes données"
+données" (a summary of what is kept, and a personal link to all of it), "supprimer mes données"
 (`erase_form`: an explicit confirmation, then bot/privacy erases it)."""
 
 from __future__ import annotations
@@ -18,7 +18,15 @@ from bot import replies
 from bot.commune import Commune, format_date, load_commune
 from bot.privacy import messages
 from bot.privacy.data import request_erasure, summary
-from bot.privacy.notice import dpo_contact, is_first_contact, notice, privacy_link, retention_text
+from bot.privacy.export_links import create_link, link_url
+from bot.privacy.notice import (
+    dpo_contact,
+    is_first_contact,
+    notice,
+    privacy_link,
+    retention_text,
+    validity_text,
+)
 from bot.reports import catalog
 from bot.settings import get_settings
 
@@ -88,10 +96,19 @@ class ActionPrivacyExport(Action):
                 messages.EXPORT_FAILED.replace("{dpo}", dpo_contact(commune)), commune))
             return []
         dispatcher.utter_message(text="\n".join(lines))
-        dispatcher.utter_message(text=messages.EXPORT_OUTRO.format(
-            retention=retention_text(get_settings().retention_days), dpo=dpo_contact(commune),
-            key=tracker.sender_id, privacy=privacy_link(commune),
-        ))
+        settings = get_settings()
+        facts = {"retention": retention_text(settings.retention_days), "dpo": dpo_contact(commune),
+                 "privacy": privacy_link(commune), "key": tracker.sender_id}
+        try:
+            token = await asyncio.to_thread(create_link, settings.database_url, tracker.sender_id,
+                                            settings.export_link_hours)
+        except Exception:  # noqa: BLE001 - no link: the DPO's address instead
+            logger.exception("No data export link for conversation %s", tracker.sender_id)
+            dispatcher.utter_message(text=messages.EXPORT_OUTRO_NO_LINK.format(**facts))
+            return []
+        dispatcher.utter_message(text=messages.EXPORT_LINK.format(
+            validity=validity_text(settings.export_link_hours), link=link_url(settings.public_url, token)))
+        dispatcher.utter_message(text=messages.EXPORT_OUTRO.format(**facts))
         return []
 
 

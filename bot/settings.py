@@ -152,6 +152,10 @@ class Settings:
     retention_days: float = 365.0
     purge_interval_hours: float = 24.0
     erase_grace_seconds: float = 10.0
+    # "mes données" answers with a download link on the Rasa server's public address
+    # (the one Meta and Telegram reach for webhooks), valid this many hours.
+    public_url: str = "http://127.0.0.1:5005"
+    export_link_hours: float = 24.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -170,6 +174,9 @@ class Settings:
             rasa_url=_str("GUICHET_RASA_URL", default=f"http://127.0.0.1:{_str('GUICHET_RASA_PORT', default='5005')}")
             .rstrip("/"),
             rasa_token=_str("GUICHET_RASA_TOKEN"),
+            public_url=_str("GUICHET_PUBLIC_URL", "GUICHET_RASA_URL",
+                            default=f"http://127.0.0.1:{_str('GUICHET_RASA_PORT', default='5005')}").rstrip("/"),
+            export_link_hours=_float("GUICHET_EXPORT_LINK_HOURS", 24.0),
             console_host=_str("GUICHET_CONSOLE_HOST", "GUICHET_HOST", default="127.0.0.1"),
             console_port=int(_float("GUICHET_CONSOLE_PORT", 5080)),
             console_https=_str("GUICHET_CONSOLE_HTTPS").lower() in {"1", "true", "yes"},

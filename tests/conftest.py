@@ -156,6 +156,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterato
     whatsapp = WhatsAppCloudSimulator(app_secret=secrets.token_urlsafe(16)).start()
     env.update(whatsapp.bot_env())
     stack = Stack(workdir=workdir, model=model_path, env=env, whatsapp=whatsapp)
+    env["GUICHET_PUBLIC_URL"] = stack.url  # "mes données" links
     from tests.simulators.telegram_api import TelegramSimulator
 
     stack.telegram = telegram = TelegramSimulator().start()

@@ -67,6 +67,23 @@ def test_migrations_share_the_file_with_rasas_tracker_store(tmp_path):
     assert "events" in inspect(get_engine(f"sqlite:///{path}")).get_table_names()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migrations_build_exactly_the_models_tables(backend, tmp_path):
+    """A model changed without its migration (or the reverse) fails here, not in production."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    import bot.db.faq_models
+    import bot.db.outreach_models
+    import bot.db.tickets  # noqa: F401 - every model on Base.metadata
+
+    with database_url(backend, tmp_path) as url:
+        upgrade(url)
+        with get_engine(url).connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert [d for d in differences if not (d[0] == "remove_table" and d[1].name == "guichet_alembic_version")] == []
+
+
 def test_escalation_queue_positions_and_wait(service, url):
     agent(url, "marie")
     assert service.availability().live

@@ -4,6 +4,7 @@ dispatchers on a real SQLite database (no Rasa server)."""
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from actions.reports import (
     attachments,
     command_of,
 )
+from bot.privacy.export_links import conversation_for
 from bot.reports.service import get_request_service
 
 SENDER = "psid-123"
@@ -265,7 +267,9 @@ def test_my_data_and_erasure(database):
     run(ActionSubmitReport(), tracker("/affirm", intent="affirm", slots=REPORT_SLOTS))
     messages, _ = run(ActionPrivacyExport(), tracker("mes données", intent="my_data"))
     assert "SIG-" in messages[0]["text"] and "0612345678" in messages[0]["text"]
-    assert SENDER in messages[1]["text"] and "dpo@" in messages[1]["text"]
+    link = re.search(r"http://127\.0\.0\.1:5005/webhooks/donnees/(\S+)", messages[1]["text"])
+    assert link and "24 heures" in messages[1]["text"] and "dpo@" in messages[2]["text"]
+    assert conversation_for(database, link.group(1))[0] == SENDER
 
     _, events = run(ValidateEraseForm(), tracker("/affirm", intent="affirm",
                                                  slots={"requested_slot": "privacy_erase_confirm"}, loop="erase_form"))
@@ -273,6 +277,7 @@ def test_my_data_and_erasure(database):
     messages, events = run(ActionPrivacyErase(), tracker("/affirm", intent="affirm", slots={"privacy_erase_confirm": "oui"}))
     assert "C'est fait" in messages[0]["text"] and events == [{"event": "reset_slots", "timestamp": None}]
     assert get_request_service(database).for_conversation(SENDER) == []
+    assert conversation_for(database, link.group(1)) is None
     messages, _ = run(ActionPrivacyErase(), tracker("non", intent="deny", slots={"privacy_erase_confirm": "non"}))
     assert "je ne supprime rien" in messages[0]["text"]
 

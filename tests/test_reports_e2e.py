@@ -235,6 +235,11 @@ def test_privacy_notice_export_and_erasure_leave_nothing_personal(stack, console
     summary = wait_text(citizen.texts, "Voici les données")
     assert report.reference in summary and email in summary
     wait_text(citizen.texts, "dpo@")
+    link = re.search(r"(http\S+/webhooks/donnees/\S+)", wait_text(citizen.texts, "lien personnel")).group(1)
+    page = requests.get(link, timeout=10)
+    assert page.status_code == 200 and report.reference in page.text and "quelles données avez-vous sur moi ?" in page.text
+    own = requests.get(f"{link}/fichier.json", timeout=10).json()
+    assert own["requests"][0]["contact"] == email and own["conversation_id"] == citizen.id
 
     admin = console.client("rgpd-admin", role="admin")
     exported = admin.get(f"{console.url}/confidentialite/export", params={"conversation": citizen.id}, timeout=10)
@@ -262,6 +267,7 @@ def test_privacy_notice_export_and_erasure_leave_nothing_personal(stack, console
     kept = service(stack).get(report.id)
     assert kept.anonymised_at is not None and kept.category == "proprete" and kept.place == "impasse des Roses"
     assert _personal_traces(url, [citizen.id, email, phone, digits]) == []
+    assert requests.get(link, timeout=10).status_code == 404  # the link died with the data
     logs = stack.log("rasa") + stack.log("actions") + console.log()
     assert email not in logs and phone not in logs and digits not in logs
 

@@ -113,3 +113,17 @@ class ErasureRequest(Base):
     due_at = Column(DateTime, nullable=False)
     done_at = Column(DateTime)
     events_deleted = Column(Integer, nullable=False, default=0)
+
+
+class DataExportLink(Base):
+    """A citizen's download link for their data ("mes données"): only a SHA-256 of the
+    random token is stored; the link works until `expires_at` (bot/privacy/export_links.py)."""
+
+    __tablename__ = "guichet_data_export_links"
+
+    id = Column(Integer, primary_key=True)
+    token_hash = Column(String(64), nullable=False, unique=True)
+    conversation_id = Column(String(255), nullable=False, index=True)
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+    expires_at = Column(DateTime, nullable=False)
+    downloads = Column(Integer, nullable=False, default=0)

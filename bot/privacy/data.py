@@ -59,6 +59,8 @@ HANDLED_TABLES = {
     "guichet_agent_messages", "guichet_transfers",
 }
 PERSONAL_COLUMNS = ("conversation_id", "psid", "recipient")
+# Erased with the conversation, but not data about the citizen: left out of exports.
+NOT_EXPORTED = {"guichet_data_export_links"}
 
 
 def conversation_key(conversation_id: str) -> str:
@@ -130,6 +132,8 @@ def export_conversation(url: str, conversation_id: str) -> dict[str, Any]:
         ).scalars().all() if escalations else []
         other: dict[str, list[dict[str, Any]]] = {}
         for table, columns in _other_tables():
+            if table.name in NOT_EXPORTED:
+                continue
             for column in columns:
                 rows = s.execute(select(table).where(table.c[column] == conversation_id)).mappings().all()
                 if rows:

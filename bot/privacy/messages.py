@@ -16,7 +16,16 @@ EXPORT_CONTACT = ", contact : {contact}"
 EXPORT_HANDOFF = "• {count} demande(s) transmise(s) à un agent"
 EXPORT_CALLBACK = "• {count} demande(s) de rappel avec vos coordonnées"
 EXPORT_SUBSCRIPTIONS = "• {count} autre(s) enregistrement(s) (abonnements aux alertes, avis…)"
+EXPORT_LINK = (
+    "📄 Pour voir toutes vos données et les télécharger, ouvrez ce lien personnel, valable {validity} "
+    "(ne le partagez pas) :\n{link}"
+)
 EXPORT_OUTRO = (
+    "Vos messages sont conservés {retention}. Pour tout effacer, écrivez « supprimer mes données ». "
+    "Une question sur vos données : {dpo}. En savoir plus : {privacy}"
+)
+# When no link could be made (database down between the two steps).
+EXPORT_OUTRO_NO_LINK = (
     "Vos messages sont conservés {retention}. Pour une copie complète (fichier), écrivez à {dpo} en "
     "indiquant cette référence de conversation : {key}. Pour tout effacer, écrivez « supprimer mes données ». "
     "En savoir plus : {privacy}"

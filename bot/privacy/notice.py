@@ -63,3 +63,12 @@ def is_first_contact(url: str, conversation_id: str) -> bool:
         logger.warning("Tracker store unreadable for the privacy notice: %s", exc)
         return False
     return count == 0
+
+
+def validity_text(hours: float) -> str:
+    """ "24 heures", "2 jours", "30 minutes"."""
+    if hours >= 48 and hours % 24 == 0:
+        return f"{int(hours // 24)} jours"
+    if hours >= 1:
+        return f"{hours:g} heure" + ("s" if hours >= 2 else "")
+    return f"{round(hours * 60)} minutes"
