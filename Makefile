@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10.*/bin/python3.10 /usr/local/bin/python3.10 /usr/bin/python3.10; do \
   if $$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1; then command -v $$p; break; fi; done)
 
-.PHONY: help install browser train run shell test eval bench lint clean run-sim say
+.PHONY: help install browser nginx train run run-cluster shell test eval bench lint clean run-sim say
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ train: install ## Train the model if none matches the current data and config
 run: install ## Set up and start the assistant (Rasa server, action server, agents' console), embedded default
 	$(PY) -m bot.launcher
 
+run-cluster: install nginx ## Start the production layout on this machine: PostgreSQL, Redis, nginx, 2 Rasa replicas, 2 action servers
+	$(PY) -m bot.cluster
+
 shell: install ## Chat with the assistant in the terminal
 	$(PY) -m bot.launcher --shell
 
@@ -51,7 +54,14 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi; }
 
-test: install browser ## Run the whole test suite
+# The cluster's load balancer (make run-cluster and its tests): Debian's nginx.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+	  echo "Installing Debian's nginx for the cluster"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; fi; }
+
+test: install browser nginx ## Run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 eval: install ## Evaluate the NLU (public set + held-out split) against Rasa's default config

@@ -216,7 +216,7 @@ class MetaInput(InputChannel):
             name=self.channel_name,
         )
         self.queues = SenderQueues()
-        self.seen = SeenIds()
+        self.seen = SeenIds(redis_url=get_settings().redis_url, namespace=self.channel_name)
         self.windows = ConversationWindows(self.channel_name, self._stored_last_message)
         self.deliveries = DeliveryLog(self.channel_name)
         self.app: Any = None
@@ -387,7 +387,7 @@ class MetaInput(InputChannel):
         async with self._slots:
             await handle_with_safety_net(on_new_message, message, _agent_of(self.app))
 
-    def accept(self, body: bytes, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> dict[str, int]:
+    async def accept(self, body: bytes, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> dict[str, int]:
         """Parses a verified body and queues its events; returns counts for the log."""
         try:
             data = json.loads(body)
@@ -415,7 +415,7 @@ class MetaInput(InputChannel):
             else:
                 logger.debug("%s: %s from %s ignored", self.name(), ignored.reason, ignored.sender)
         for event in batch.events:
-            if self.seen.seen_before(event.dedupe_key):
+            if await self.seen.seen_before(event.dedupe_key):
                 logger.info("%s: redelivery of %s from %s dropped", self.name(), event.dedupe_key, event.sender)
                 counts["duplicate"] += 1
                 continue
@@ -490,7 +490,7 @@ class MetaInput(InputChannel):
                 logger.warning("%s: webhook refused: missing or wrong %s (%d bytes)",
                                self.name(), SIGNATURE_HEADER, len(body))
                 return response.text("invalid signature", status=403)
-            counts = self.accept(body, on_new_message)
+            counts = await self.accept(body, on_new_message)
             logger.debug("%s: webhook acknowledged %s", self.name(), counts)
             return response.text("EVENT_RECEIVED")
 

@@ -202,7 +202,7 @@ class GuichetTelegramInput(TelegramInput):
         self.settings = settings or get_settings()
         super().__init__(self.settings.telegram_token, None, self.settings.telegram_webhook_url, debug_mode=False)
         self.payloads = CallbackPayloads()
-        self.seen = SeenIds()
+        self.seen = SeenIds(redis_url=self.settings.redis_url, namespace="telegram")
         self.queues = SenderQueues()
         self._output: GuichetTelegramOutput | None = None
         self._problem = self._configuration_problem()
@@ -282,7 +282,7 @@ class GuichetTelegramInput(TelegramInput):
             except (ValueError, NotAnUpdate) as error:
                 logger.warning("telegram: malformed update refused: %s", error)
                 return response.json({"error": f"not a Telegram update: {error}"}, status=400)
-            if self.seen.seen_before(str(inbound.update_id)):
+            if await self.seen.seen_before(str(inbound.update_id)):
                 logger.info("telegram: update %s delivered again, ignored", inbound.update_id)
                 return response.json({"status": "duplicate"})
             if inbound.kind == IGNORED:

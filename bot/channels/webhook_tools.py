@@ -1,7 +1,8 @@
 """Building blocks shared by the webhook connectors (Messenger, Instagram, WhatsApp).
 
 - `verify_signature`: Meta's `X-Hub-Signature-256` check over the raw body.
-- `SeenIds`: de-duplicates redeliveries of the same event id for a while.
+- `SeenIds`: de-duplicates redeliveries of the same event id for a while (shared by
+  every replica through Redis when `GUICHET_REDIS_URL` is set).
 - `SenderQueues`: processes events in the background, in order for each sender and
   concurrently across senders, so that a webhook is acknowledged at once.
 """
@@ -15,6 +16,10 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis import asyncio as redis_asyncio
+from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +39,36 @@ def verify_signature(app_secret: str, body: bytes, header: str | None) -> bool:
 
 
 class SeenIds:
-    """Remembers event ids for `ttl` seconds (bounded in size) to drop redeliveries."""
+    """Remembers event ids for `ttl` seconds to drop redeliveries: in this process (bounded
+    in size), or in Redis when `redis_url` is set, so that every replica behind a load
+    balancer drops a redelivery the first one received (`SET NX EX`: atomic). While Redis
+    is unreachable it falls back on this process's memory: never lose a message for it."""
 
-    def __init__(self, ttl: float = 36 * 3600, max_size: int = 100_000) -> None:
+    def __init__(self, ttl: float = 36 * 3600, max_size: int = 100_000, redis_url: str = "",
+                 namespace: str = "") -> None:
         self.ttl = ttl
         self.max_size = max_size
+        self.namespace = namespace
+        self.redis_url = redis_url
+        self._redis: Any = None
         self._seen: OrderedDict[str, float] = OrderedDict()
 
-    def seen_before(self, key: str) -> bool:
+    async def seen_before(self, key: str) -> bool:
         """Records `key`; returns True if it was already recorded and not expired."""
+        if self.redis_url:
+            try:
+                return await self._seen_in_redis(key)
+            except (RedisError, OSError) as exc:
+                logger.warning("Redis unreachable for de-duplication (%s): this process's memory instead", exc)
+        return self._seen_in_memory(key)
+
+    async def _seen_in_redis(self, key: str) -> bool:
+        if self._redis is None:
+            self._redis = redis_asyncio.from_url(self.redis_url, socket_timeout=1, socket_connect_timeout=1)
+        added = await self._redis.set(f"guichet:seen:{self.namespace}:{key}", "1", nx=True, ex=max(1, int(self.ttl)))
+        return not added
+
+    def _seen_in_memory(self, key: str) -> bool:
         now = time.monotonic()
         while self._seen:
             oldest, stamp = next(iter(self._seen.items()))

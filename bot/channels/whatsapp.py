@@ -171,7 +171,7 @@ class WhatsAppInput(InputChannel):
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
-        self.seen = SeenIds()
+        self.seen = SeenIds(redis_url=self.settings.redis_url, namespace=CHANNEL)
         self.queues = SenderQueues()
         self.deliveries = DeliveryLog()
         self.window = ServiceWindow(self._last_message_in_store)
@@ -320,7 +320,7 @@ class WhatsAppInput(InputChannel):
         await asyncio.to_thread(receipts.record_receipt, self.settings.database_url, status.callback_data, CHANNEL,
                                 status.status or "unknown", status.wamid, code, detail)
 
-    def _dispatch(self, batch: Batch, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> dict[str, int]:
+    async def _dispatch(self, batch: Batch, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> dict[str, int]:
         counts = {"messages": 0, "duplicates": 0, "statuses": 0, "ignored": 0}
         configured = self.settings.whatsapp_phone_number_id
         for problem in batch.skipped:
@@ -328,7 +328,7 @@ class WhatsAppInput(InputChannel):
         for error in batch.errors:
             logger.error("whatsapp: error reported by the Cloud API: %s", describe_error(error))
         for status in batch.statuses:
-            if self.seen.seen_before(f"status:{status.wamid}:{status.status}"):
+            if await self.seen.seen_before(f"status:{status.wamid}:{status.status}"):
                 counts["duplicates"] += 1
                 continue
             counts["statuses"] += 1
@@ -340,7 +340,7 @@ class WhatsAppInput(InputChannel):
                 logger.warning("whatsapp: message for another number (%s) ignored", inbound.phone_number_id)
                 counts["ignored"] += 1
                 continue
-            if self.seen.seen_before(inbound.wamid):
+            if await self.seen.seen_before(inbound.wamid):
                 logger.info("whatsapp: message %s delivered again, ignored", inbound.wamid)
                 counts["duplicates"] += 1
                 continue
@@ -404,7 +404,7 @@ class WhatsAppInput(InputChannel):
             except (ValueError, NotWhatsApp) as error:
                 logger.warning("whatsapp: malformed webhook refused: %s", error)
                 return response.json({"error": f"not a WhatsApp webhook: {error}"}, status=400)
-            counts = self._dispatch(batch, on_new_message)
+            counts = await self._dispatch(batch, on_new_message)
             return response.json({"status": "accepted", **counts})
 
         @webhook.route("/deliveries", methods=["GET"])

@@ -39,7 +39,7 @@ from rasa.core.channels.socketio import SocketBlueprint, SocketIOInput, SocketIO
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
-from socketio import AsyncServer
+from socketio import AsyncRedisManager, AsyncServer
 
 from bot.channels.safety import handle_with_safety_net, prepare_text
 from bot.channels.webchat.transcript import DISPLAY_KEY, transcript
@@ -145,10 +145,14 @@ class WebchatInput(SocketIOInput):
         return transcript(tracker.events) if tracker else []
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        # Replicas of a cluster share Socket.IO rooms through Redis: whichever replica Rasa
+        # handles an agent's message on, it reaches the replica holding the citizen's socket.
+        redis_url = self.settings.redis_url
         sio = AsyncServer(
             async_mode="sanic",
             cors_allowed_origins=self._origin_allowed,
             max_http_buffer_size=MAX_PACKET_BYTES,
+            client_manager=AsyncRedisManager(redis_url) if redis_url else None,
         )
         self.sio = sio
         webchat = SocketBlueprint(sio, self.socketio_path, "guichet_webchat", __name__)

@@ -1,0 +1,216 @@
+"""The production layout (bot/cluster.py, `make run-cluster`) on the real local
+PostgreSQL, Redis and nginx: 2 Rasa replicas sharing a PostgreSQL tracker store and a
+Redis lock store, 2 action servers, all behind nginx, with the real model. Citizens write
+through the signed Messenger webhook (Graph API simulator) and the web chat (Socket.IO).
+
+Checked: every message answered once, to the right person, in order; a redelivery that
+reaches the other replica is dropped (Redis de-duplication); an agent's message reaches a
+web chat citizen whichever replica handles it (Socket.IO rooms in Redis); a replica killed
+between two messages leaves the conversations to the other one; every process is healthy.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+import requests
+import socketio
+
+from bot.channels.webchat.channel import sender_id
+from bot.cluster import Cluster, Layout
+from bot.settings import PROJECT_ROOT
+from tests.handoff_support import PG_HOST, pg_user
+from tests.simulators.graph_api import GraphApiSimulator, new_mid, new_psid, text_item, webhook
+
+QUESTIONS = [
+    "c'est quoi les horaires de la mairie ?", "comment refaire ma carte d'identité",
+    "quand passe le camion poubelle", "inscription sur les listes électorales", "acte de naissance",
+]
+CITIZENS = 20
+
+
+def wait(condition, timeout: float = 60, message: str = "timed out") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(message)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterator[tuple[Cluster, GraphApiSimulator]]:
+    if not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
+        pytest.fail("nginx is missing: `make nginx` (called by `make test`) installs Debian's package")
+    user = pg_user()
+    if user is None:
+        pytest.skip(f"no PostgreSQL at {PG_HOST}:5432")
+    workdir = tmp_path_factory.mktemp("cluster")
+    database = f"guichet_t_{secrets.token_hex(4)}"
+    commune = workdir / "commune.yml"
+    shutil.copy(PROJECT_ROOT / "commune.yml", commune)
+    sim = GraphApiSimulator().start()
+    base = random.randrange(20000, 40000, 100)
+    env = {
+        **os.environ,
+        "GUICHET_DATABASE_URL": f"postgresql://{user}@{PG_HOST}:5432/{database}",
+        "GUICHET_REDIS_URL": "redis://127.0.0.1:6379/2",
+        "GUICHET_CLUSTER_BASE_PORT": str(base),
+        "GUICHET_RASA_PORT": str(base + 1),
+        "GUICHET_ACTION_PORT": str(base + 2),
+        "GUICHET_CONSOLE_PORT": str(base + 3),
+        "GUICHET_CLUSTER_DIR": str(workdir),
+        "GUICHET_COMMUNE_FILE": str(commune),
+        "GUICHET_API_TOKEN": secrets.token_urlsafe(16),
+        "GUICHET_RASA_TOKEN": secrets.token_urlsafe(16),
+        "GUICHET_MODEL_CACHE": "",
+        "GUICHET_NOW": "2026-03-03T10:00",
+        **sim.bot_env(),
+    }
+    layout = Layout.from_env(env)
+    sim.bot_url = layout.public_url
+    cluster = Cluster(layout, model_path, env)
+    try:
+        cluster.start()
+        yield cluster, sim
+    finally:
+        cluster.stop()
+        sim.stop()
+        connection = psycopg2.connect(host=PG_HOST, user=user, dbname="postgres")
+        connection.autocommit = True
+        connection.cursor().execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        connection.close()
+
+
+def ask(sim: GraphApiSimulator, psid: str, text: str, mid: str | None = None) -> list[str]:
+    """Sends `text` as the citizen through nginx; returns the messages the bot sent back
+    for it (it has answered once a message arrives and nothing follows for 1.5 s)."""
+    before = len(sim.texts(psid))
+    item = text_item(psid, sim.page_id, text, mid=mid) if mid else text_item(psid, sim.page_id, text)
+    response = sim.deliver(webhook("page", [{"id": sim.page_id, "time": item["timestamp"], "messaging": [item]}]))
+    assert response.status_code == 200, response.text
+    wait(lambda: len(sim.texts(psid)) > before, 90, f"no answer to {text!r} for {psid}")
+    settled = len(sim.texts(psid))
+    while True:
+        time.sleep(1.5)
+        if len(sim.texts(psid)) == settled:
+            return sim.texts(psid)[before:]
+        settled = len(sim.texts(psid))
+
+
+def assert_no_errors(cluster: Cluster) -> None:
+    """No failed action, lock error or nginx error in any log so far."""
+    logs = {path.name: path.read_text(errors="replace") for path in cluster.layout.workdir.glob("*.log")}
+    logs["nginx/error.log"] = (cluster.layout.workdir / "nginx" / "error.log").read_text(errors="replace")
+    for name, text in logs.items():
+        for needle in ("Failed to execute custom action", "LockError", "[crit]", "[error]", "[alert]"):
+            assert needle not in text, f"{needle!r} in {name}"
+
+
+def test_every_process_is_healthy(cluster):
+    cluster, _ = cluster
+    layout = cluster.layout
+    assert requests.get(f"{layout.public_url}/nginx-health", timeout=5).text == "ok\n"
+    for url in layout.replica_urls():
+        assert requests.get(f"{url}/", timeout=5).status_code == 200
+    for port in layout.action_ports:
+        assert requests.get(f"http://127.0.0.1:{port}/health", timeout=5).json()["status"] == "ok"
+    assert requests.get(f"http://127.0.0.1:{layout.console_port}/healthz", timeout=5).status_code == 200
+
+
+def test_citizens_at_once_each_get_their_own_answers_in_order(cluster):
+    cluster, sim = cluster
+    reference = {q: ask(sim, new_psid(), q) for q in QUESTIONS}
+    # Real answers from the action server, one per question (not the safety net's contact details).
+    firsts = [replies[0] for replies in reference.values()]
+    assert len(set(firsts)) == len(QUESTIONS) and not any("problème technique" in t for t in firsts), firsts
+    results: dict[str, list[list[str]]] = {}
+    failures: list[BaseException] = []
+
+    def citizen(index: int) -> None:
+        psid = new_psid()
+        asked = QUESTIONS[index % len(QUESTIONS):] + QUESTIONS[:index % len(QUESTIONS)]
+        try:
+            results[psid] = [ask(sim, psid, q) for q in asked]
+            results[psid + ":asked"] = asked  # type: ignore[assignment]
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=citizen, args=(i,)) for i in range(CITIZENS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(600)
+    assert not failures, failures[:3]
+    psids = [key for key in results if not key.endswith(":asked")]
+    assert len(psids) == CITIZENS
+    for psid in psids:
+        asked = results[psid + ":asked"]
+        # Each answer is the one a fresh conversation gets for that question: the right
+        # person's, once (nothing duplicated or missing), in the order asked.
+        assert [replies[0] for replies in results[psid]] == [reference[q][0] for q in asked]
+        assert [len(replies) for replies in results[psid]] == [len(reference[q]) for q in asked]
+        assert len(sim.texts(psid)) == sum(len(reference[q]) for q in asked)
+    assert_no_errors(cluster)
+
+
+def test_a_redelivery_reaching_the_other_replica_is_not_answered_twice(cluster):
+    _, sim = cluster
+    for _ in range(4):  # nginx alternates: the copies reach both replicas
+        psid, mid = new_psid(), new_mid()
+        first = ask(sim, psid, QUESTIONS[0], mid=mid)
+        again = sim.deliver(webhook("page", [{"id": sim.page_id, "time": 1, "messaging": [
+            text_item(psid, sim.page_id, QUESTIONS[0], mid=mid)]}]))
+        assert again.status_code == 200
+        time.sleep(2)
+        assert sim.texts(psid) == first
+
+
+def test_an_agent_message_reaches_a_web_chat_citizen_through_any_replica(cluster):
+    cluster, _ = cluster
+    client = socketio.Client()
+    received: list[str] = []
+    session: dict[str, str] = {}
+    client.on("session_confirm", lambda data=None: session.update(id=str(data)))
+    client.on("bot_uttered", lambda data=None: received.append((data or {}).get("text", "")))
+    client.connect(cluster.layout.public_url, socketio_path="/socket.io", transports=["polling"])
+    try:
+        client.emit("session_request", {})
+        wait(lambda: session.get("id"), 30, "no web chat session")
+        client.emit("user_uttered", {"message": QUESTIONS[0]})
+        wait(lambda: received, 60, "no answer in the web chat")
+        sender = sender_id(session["id"])
+        token = cluster.env["GUICHET_RASA_TOKEN"]
+        for index, url in enumerate(cluster.layout.replica_urls()):
+            text = f"Message de l'agent n°{index + 1}"
+            response = requests.post(
+                f"{url}/conversations/{sender}/tracker/events", params={
+                    "output_channel": "webchat", "execute_side_effects": "true", "token": token},
+                json=[{"event": "bot", "text": text}], timeout=30)
+            assert response.status_code == 200, response.text
+            wait(lambda t=text: t in received, 30, f"the web chat did not get {text!r} sent through {url}")
+    finally:
+        client.eio.disconnect(abort=True)
+
+
+def test_a_killed_replica_leaves_its_conversations_to_the_other(cluster):
+    cluster, sim = cluster
+    psids = [new_psid() for _ in range(6)]
+    before = {psid: ask(sim, psid, QUESTIONS[1]) for psid in psids}
+    victim = cluster.processes["rasa-1"]
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    for psid in psids:
+        after = ask(sim, psid, QUESTIONS[1])
+        assert after[0] == before[psid][0]

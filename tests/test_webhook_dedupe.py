@@ -1,0 +1,66 @@
+"""Redeliveries dropped across replicas: `SeenIds` on the real local Redis (a cluster's
+replicas share it), and in memory when Redis is not configured or unreachable."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import pytest
+import redis
+
+from bot.channels.webhook_tools import SeenIds
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_available() -> bool:
+    try:
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.mark.skipif(not redis_available(), reason="no Redis on 127.0.0.1:6379")
+def test_two_replicas_share_what_they_have_seen():
+    namespace = f"test-{secrets.token_hex(4)}"
+
+    async def scenario() -> list[bool]:
+        first, second = (SeenIds(ttl=60, redis_url=REDIS_URL, namespace=namespace) for _ in range(2))
+        return [await first.seen_before("m.1"), await second.seen_before("m.1"), await second.seen_before("m.2"),
+                await first.seen_before("m.2")]
+
+    assert asyncio.run(scenario()) == [False, True, False, True]
+    ttl = redis.Redis.from_url(REDIS_URL).ttl(f"guichet:seen:{namespace}:m.1")
+    assert 0 < ttl <= 60
+
+
+@pytest.mark.skipif(not redis_available(), reason="no Redis on 127.0.0.1:6379")
+def test_concurrent_deliveries_of_one_event_pass_once():
+    namespace = f"test-{secrets.token_hex(4)}"
+
+    async def scenario() -> list[bool]:
+        replicas = [SeenIds(ttl=60, redis_url=REDIS_URL, namespace=namespace) for _ in range(5)]
+        return await asyncio.gather(*(r.seen_before("m.same") for r in replicas))
+
+    assert sorted(asyncio.run(scenario())) == [False, True, True, True, True]
+
+
+def test_unreachable_redis_falls_back_on_memory(caplog):
+    async def scenario() -> list[bool]:
+        seen = SeenIds(ttl=60, redis_url="redis://127.0.0.1:9/0")
+        return [await seen.seen_before("m.1"), await seen.seen_before("m.1")]
+
+    assert asyncio.run(scenario()) == [False, True]
+    assert "memory instead" in caplog.text
+
+
+def test_memory_forgets_after_the_ttl_and_stays_bounded():
+    async def scenario() -> tuple[list[bool], int]:
+        seen = SeenIds(ttl=0.05, max_size=3)
+        first = [await seen.seen_before(k) for k in ("a", "a", "b", "c", "d")]
+        await asyncio.sleep(0.1)
+        return first + [await seen.seen_before("a")], len(seen._seen)
+
+    results, size = asyncio.run(scenario())
+    assert results == [False, True, False, False, False, False] and size <= 3
