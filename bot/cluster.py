@@ -180,6 +180,8 @@ http {{
   server {{
     listen {layout.host}:{layout.public_port};
     location = /nginx-health {{ return 200 "ok\\n"; }}
+    # Prometheus scrapes each replica on its own port, never through the public address.
+    location ^~ /webhooks/metrics {{ return 404; }}
     location /socket.io/ {{
       proxy_pass http://rasa_sticky;
       {proxy}

@@ -204,6 +204,37 @@ def test_an_agent_message_reaches_a_web_chat_citizen_through_any_replica(cluster
         client.eio.disconnect(abort=True)
 
 
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of a Prometheus text exposition (0 if absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} ") or (not labels and line.startswith(f"{name} ")):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_each_process_reports_its_metrics(cluster):
+    cluster, _ = cluster
+    token = cluster.env["GUICHET_RASA_TOKEN"]
+    public = requests.get(f"{cluster.layout.public_url}/webhooks/metrics/", timeout=5,
+                          headers={"Authorization": f"Bearer {token}"})
+    assert public.status_code == 404  # scraped on each replica's own port, not through nginx
+    duplicates = 0.0
+    for url in cluster.layout.replica_urls():
+        assert requests.get(f"{url}/webhooks/metrics/", timeout=5).status_code == 401
+        text = requests.get(f"{url}/webhooks/metrics/", headers={"Authorization": f"Bearer {token}"}, timeout=5).text
+        # Both replicas answered citizens (nginx spread the webhooks), none through the safety net.
+        assert metric(text, "guichet_messages_total", channel="messenger") >= 10, text[:2000]
+        assert metric(text, "guichet_message_seconds_count", channel="messenger") >= 10
+        assert metric(text, "guichet_no_reply_total", channel="messenger") == 0
+        duplicates += metric(text, "guichet_webhook_duplicates_total", channel="messenger")
+    assert duplicates == 4  # the four redeliveries of the test above
+    for port in cluster.layout.action_ports:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert metric(text, "guichet_actions_total", action="action_faq", outcome="ok") >= 5, text[:2000]
+        assert metric(text, "guichet_action_seconds_count", action="action_faq") >= 5
+
+
 def test_a_killed_replica_leaves_its_conversations_to_the_other(cluster):
     cluster, sim = cluster
     psids = [new_psid() for _ in range(6)]

@@ -41,6 +41,8 @@ from typing import Any
 
 import aiohttp
 
+from bot import metrics
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://graph.facebook.com"
@@ -266,6 +268,7 @@ class GraphClient:
                     error.message,
                 )
                 if last:
+                    metrics.GRAPH_ERRORS.labels(self.name, str(error.code) if error.code is not None else "transport").inc()
                     raise
                 await asyncio.sleep(self.backoff(attempt, error.retry_after))
 

@@ -215,7 +215,7 @@ class MetaInput(InputChannel):
             backoff_base=self.config.backoff,
             name=self.channel_name,
         )
-        self.queues = SenderQueues()
+        self.queues = SenderQueues(self.channel_name)
         self.seen = SeenIds(redis_url=get_settings().redis_url, namespace=self.channel_name)
         self.windows = ConversationWindows(self.channel_name, self._stored_last_message)
         self.deliveries = DeliveryLog(self.channel_name)

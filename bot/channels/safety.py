@@ -8,13 +8,14 @@ agent has taken the conversation over (it is then paused on purpose).
 from __future__ import annotations
 
 import logging
+import time
 import unicodedata
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rasa.core.channels.channel import OutputChannel, UserMessage
 
-from bot import replies
+from bot import metrics, replies
 from bot.commune import load_commune
 
 logger = logging.getLogger(__name__)
@@ -77,16 +78,21 @@ async def handle_with_safety_net(
     """Lets Rasa handle `message`; if the bot said nothing, sends the contact details."""
     counting = CountingOutputChannel(message.output_channel)
     message.output_channel = counting  # type: ignore[assignment]
+    channel = message.input_channel or "unknown"
+    metrics.MESSAGES.labels(channel).inc()
     failed = False
+    started = time.perf_counter()
     try:
         await on_new_message(message)
     except Exception:  # noqa: BLE001 - never leave the citizen without an answer
         logger.exception("Rasa failed on a message of conversation %s", message.sender_id)
         failed = True
+    metrics.MESSAGE_SECONDS.labels(channel).observe(time.perf_counter() - started)
     if counting.sent:
         return
     if not failed and agent is not None and await _is_paused(agent, message.sender_id):
         return
+    metrics.NO_REPLY.labels(channel).inc()
     logger.warning(
         "No reply for conversation %s (action server down?): sent the contact details",
         message.sender_id,

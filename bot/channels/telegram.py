@@ -203,7 +203,7 @@ class GuichetTelegramInput(TelegramInput):
         super().__init__(self.settings.telegram_token, None, self.settings.telegram_webhook_url, debug_mode=False)
         self.payloads = CallbackPayloads()
         self.seen = SeenIds(redis_url=self.settings.redis_url, namespace="telegram")
-        self.queues = SenderQueues()
+        self.queues = SenderQueues("telegram")
         self._output: GuichetTelegramOutput | None = None
         self._problem = self._configuration_problem()
         if self._problem:

@@ -21,6 +21,8 @@ from typing import Any
 from redis import asyncio as redis_asyncio
 from redis.exceptions import RedisError
 
+from bot import metrics
+
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
@@ -55,12 +57,17 @@ class SeenIds:
 
     async def seen_before(self, key: str) -> bool:
         """Records `key`; returns True if it was already recorded and not expired."""
+        seen = None
         if self.redis_url:
             try:
-                return await self._seen_in_redis(key)
+                seen = await self._seen_in_redis(key)
             except (RedisError, OSError) as exc:
                 logger.warning("Redis unreachable for de-duplication (%s): this process's memory instead", exc)
-        return self._seen_in_memory(key)
+        if seen is None:
+            seen = self._seen_in_memory(key)
+        if seen:
+            metrics.DUPLICATES.labels(self.namespace or "unknown").inc()
+        return seen
 
     async def _seen_in_redis(self, key: str) -> bool:
         if self._redis is None:
@@ -87,9 +94,11 @@ Job = Callable[[], Awaitable[None]]
 class SenderQueues:
     """One FIFO per sender, drained by its own task; idle queues are removed."""
 
-    def __init__(self) -> None:
+    def __init__(self, channel: str = "") -> None:
         self._queues: dict[str, asyncio.Queue[Job]] = {}
         self._tasks: set[asyncio.Task] = set()
+        if channel:
+            metrics.QUEUED.labels(channel).set_function(lambda: self.pending)
 
     def submit(self, sender: str, job: Job) -> None:
         queue = self._queues.get(sender)

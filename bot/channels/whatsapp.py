@@ -172,7 +172,7 @@ class WhatsAppInput(InputChannel):
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
         self.seen = SeenIds(redis_url=self.settings.redis_url, namespace=CHANNEL)
-        self.queues = SenderQueues()
+        self.queues = SenderQueues(CHANNEL)
         self.deliveries = DeliveryLog()
         self.window = ServiceWindow(self._last_message_in_store)
         self.sender = WhatsAppSender(
