@@ -25,6 +25,8 @@ NO_REPLY = Counter("guichet_no_reply_total", "Messages Rasa did not answer: the 
                    ["channel"])
 DUPLICATES = Counter("guichet_webhook_duplicates_total", "Redelivered webhook events dropped", ["channel"])
 GRAPH_ERRORS = Counter("guichet_graph_api_errors_total", "Graph API calls failed for good", ["channel", "code"])
+RATE_LIMITED = Counter("guichet_rate_limited_total", "Citizen messages dropped: over the per-sender limit",
+                       ["channel"])
 QUEUED = Gauge("guichet_queued_events", "Webhook events acknowledged and waiting for their sender's turn",
                ["channel"])
 ACTIONS = Counter("guichet_actions_total", "Custom actions run by the action server", ["action", "outcome"])

@@ -155,6 +155,10 @@ class Settings:
     # "mes données" answers with a download link on the Rasa server's public address
     # (the one Meta and Telegram reach for webhooks), valid this many hours.
     public_url: str = "http://127.0.0.1:5005"
+    # Per-sender limit on the webhook channels (bot/channels/webhook_tools.py): messages
+    # at once, then per minute; beyond, messages are dropped before Rasa (0: no limit).
+    sender_burst: int = 20
+    sender_per_minute: float = 20.0
     # Redis shared by the replicas of a cluster (webhook de-duplication); empty: in memory.
     redis_url: str = ""
     export_link_hours: float = 24.0
@@ -180,6 +184,8 @@ class Settings:
                             default=f"http://127.0.0.1:{_str('GUICHET_RASA_PORT', default='5005')}").rstrip("/"),
             export_link_hours=_float("GUICHET_EXPORT_LINK_HOURS", 24.0),
             redis_url=_str("GUICHET_REDIS_URL"),
+            sender_burst=int(_float("GUICHET_SENDER_BURST", 20)),
+            sender_per_minute=_float("GUICHET_SENDER_PER_MINUTE", 20.0),
             console_host=_str("GUICHET_CONSOLE_HOST", "GUICHET_HOST", default="127.0.0.1"),
             console_port=int(_float("GUICHET_CONSOLE_PORT", 5080)),
             console_https=_str("GUICHET_CONSOLE_HTTPS").lower() in {"1", "true", "yes"},

@@ -475,3 +475,30 @@ def test_the_deliveries_endpoint_needs_the_rasa_token(stack):
     assert requests.get(url, params={"recipient": "1"}, timeout=10).status_code == 401
     assert requests.get(url, params={"recipient": "1"}, timeout=10,
                         headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+
+@pytest.mark.slow
+def test_a_flood_from_one_sender_is_cut_and_the_others_are_answered(stack, graph):
+    """GUICHET_SENDER_BURST (20) messages at once, then 20 per minute: the rest of a flood
+    is dropped before Rasa, counted in the metrics, and another citizen is answered."""
+    flooder, other = graph.citizen("messenger"), graph.citizen("messenger")
+    for i in range(35):
+        assert flooder.say(f"message automatique n°{i} 🤖").status_code == 200
+    before = len(other.sent())
+    assert other.tap("Collecte", COLLECTE).status_code == 200
+    graph.wait_for(lambda: any("bac gris" in s.text for s in other.sent()[before:]))
+
+    def user_events() -> int:
+        tracker = rasa_api(stack, "GET", f"/conversations/{flooder.id}/tracker").json()
+        return sum(1 for e in tracker["events"] if e["event"] == "user")
+
+    counts: list[int] = []
+    graph.wait_for(lambda: counts.append(user_events()) or (len(counts) > 5 and len(set(counts[-5:])) == 1),
+                   timeout=120, interval=1)
+    assert 20 <= counts[-1] <= 21, counts  # the burst, and at most one refilled in the meantime
+    metrics = requests.get(f"{stack.url}/webhooks/metrics/", timeout=10,
+                           headers={"Authorization": f"Bearer {stack.env['GUICHET_RASA_TOKEN']}"}).text
+    dropped = next(float(line.split()[-1]) for line in metrics.splitlines()
+                   if line.startswith('guichet_rate_limited_total{channel="messenger"}'))
+    assert dropped >= 35 - counts[-1]
+    assert "over the per-sender limit" in stack.log("rasa")

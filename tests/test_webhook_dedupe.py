@@ -1,4 +1,4 @@
-"""Redeliveries dropped across replicas: `SeenIds` on the real local Redis (a cluster's
+"""Per-sender limits, and redeliveries dropped across replicas: `SeenIds` on the real local Redis (a cluster's
 replicas share it), and in memory when Redis is not configured or unreachable."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import secrets
 import pytest
 import redis
 
-from bot.channels.webhook_tools import SeenIds
+from bot.channels.webhook_tools import SeenIds, SenderRateLimit
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -64,3 +64,20 @@ def test_memory_forgets_after_the_ttl_and_stays_bounded():
 
     results, size = asyncio.run(scenario())
     assert results == [False, True, False, False, False, False] and size <= 3
+
+
+def test_the_per_sender_limit_allows_a_burst_then_the_rate():
+    limit = SenderRateLimit(burst=3, per_minute=6)  # one more message every 10 s
+    assert [limit.allow("a", now=0) for _ in range(4)] == [True, True, True, False]
+    assert limit.allow("b", now=0)  # each sender has its own bucket
+    assert not limit.allow("a", now=9) and limit.allow("a", now=20)
+    assert [limit.allow("a", now=1000) for _ in range(4)] == [True, True, True, False]  # never above the burst
+
+
+def test_the_limit_keeps_a_bounded_number_of_senders_and_can_be_off():
+    limit = SenderRateLimit(burst=1, per_minute=1, max_senders=2)
+    for sender in ("a", "b", "c"):
+        assert limit.allow(sender, now=0)
+    assert limit.allow("a", now=0)  # forgotten (least recently seen): a fresh bucket
+    off = SenderRateLimit(burst=1, per_minute=0)
+    assert all(off.allow("a") for _ in range(100))

@@ -54,7 +54,13 @@ from bot.channels.meta_events import (
 )
 from bot.channels.meta_window import ConversationWindows, DeliveryLog, last_user_message_time
 from bot.channels.safety import handle_with_safety_net, prepare_text
-from bot.channels.webhook_tools import SIGNATURE_HEADER, SeenIds, SenderQueues, verify_signature
+from bot.channels.webhook_tools import (
+    SIGNATURE_HEADER,
+    SeenIds,
+    SenderQueues,
+    SenderRateLimit,
+    verify_signature,
+)
 from bot.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -216,6 +222,8 @@ class MetaInput(InputChannel):
             name=self.channel_name,
         )
         self.queues = SenderQueues(self.channel_name)
+        settings = get_settings()
+        self.limit = SenderRateLimit(settings.sender_burst, settings.sender_per_minute, self.channel_name)
         self.seen = SeenIds(redis_url=get_settings().redis_url, namespace=self.channel_name)
         self.windows = ConversationWindows(self.channel_name, self._stored_last_message)
         self.deliveries = DeliveryLog(self.channel_name)
@@ -400,7 +408,7 @@ class MetaInput(InputChannel):
         except NotAWebhook as exc:
             logger.error("%s: signed webhook body dropped: %s", self.name(), exc)
             return {"malformed": 1}
-        counts = {"queued": 0, "duplicate": 0, "ignored": len(batch.ignored)}
+        counts = {"queued": 0, "duplicate": 0, "rate_limited": 0, "ignored": len(batch.ignored)}
         for ignored in batch.ignored:
             if ignored.reason == "optin" or (
                     ignored.reason == "echo" and receipts.is_ours((ignored.details or {}).get("metadata"))):
@@ -420,6 +428,10 @@ class MetaInput(InputChannel):
                 counts["duplicate"] += 1
                 continue
             self.windows.note(event.sender, event.timestamp / 1000)
+            if not self.limit.allow(event.sender):
+                logger.warning("%s: message from %s dropped (over the per-sender limit)", self.name(), event.sender)
+                counts["rate_limited"] += 1
+                continue
             self.queues.submit(event.sender, partial(self.process, event, on_new_message))
             counts["queued"] += 1
         return counts

@@ -54,7 +54,7 @@ from bot.channels.telegram_updates import (
     parse_update,
     split_text,
 )
-from bot.channels.webhook_tools import SeenIds, SenderQueues
+from bot.channels.webhook_tools import SeenIds, SenderQueues, SenderRateLimit
 from bot.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -204,6 +204,7 @@ class GuichetTelegramInput(TelegramInput):
         self.payloads = CallbackPayloads()
         self.seen = SeenIds(redis_url=self.settings.redis_url, namespace="telegram")
         self.queues = SenderQueues("telegram")
+        self.limit = SenderRateLimit(self.settings.sender_burst, self.settings.sender_per_minute, "telegram")
         self._output: GuichetTelegramOutput | None = None
         self._problem = self._configuration_problem()
         if self._problem:
@@ -288,6 +289,9 @@ class GuichetTelegramInput(TelegramInput):
             if inbound.kind == IGNORED:
                 logger.info("telegram: update %s ignored (%s)", inbound.update_id, inbound.reason)
                 return response.json({"status": "ignored"})
+            if not self.limit.allow(inbound.sender_id):
+                logger.warning("telegram: update %s dropped (over the per-sender limit)", inbound.update_id)
+                return response.json({"status": "rate_limited"})
             agent = getattr(request.app.ctx, "agent", None)
             self.queues.submit(inbound.sender_id, lambda: self._process(inbound, on_new_message, agent))
             return response.json({"status": "accepted"})

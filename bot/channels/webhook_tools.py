@@ -3,6 +3,7 @@
 - `verify_signature`: Meta's `X-Hub-Signature-256` check over the raw body.
 - `SeenIds`: de-duplicates redeliveries of the same event id for a while (shared by
   every replica through Redis when `GUICHET_REDIS_URL` is set).
+- `SenderRateLimit`: drops a flood from one sender before it reaches Rasa.
 - `SenderQueues`: processes events in the background, in order for each sender and
   concurrently across senders, so that a webhook is acknowledged at once.
 """
@@ -86,6 +87,34 @@ class SeenIds:
             return True
         self._seen[key] = now
         return False
+
+
+class SenderRateLimit:
+    """A token bucket per sender: `burst` messages at once, then `per_minute`. A flood from
+    one sender (a script, a stuck client) is dropped here, before Rasa, so that it cannot
+    take the processing time of the other citizens. Per process: with N replicas behind a
+    load balancer, a sender gets at most N times the limit. `per_minute` <= 0: no limit."""
+
+    def __init__(self, burst: int, per_minute: float, channel: str = "", max_senders: int = 100_000) -> None:
+        self.burst = max(1, burst)
+        self.rate = per_minute / 60
+        self.channel = channel
+        self.max_senders = max_senders
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def allow(self, sender: str, now: float | None = None) -> bool:
+        if self.rate <= 0:
+            return True
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.pop(sender, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        allowed = tokens >= 1
+        self._buckets[sender] = (tokens - 1 if allowed else tokens, now)
+        while len(self._buckets) > self.max_senders:
+            self._buckets.popitem(last=False)  # the least recently seen sender
+        if not allowed:
+            metrics.RATE_LIMITED.labels(self.channel or "unknown").inc()
+        return allowed
 
 
 Job = Callable[[], Awaitable[None]]

@@ -46,7 +46,13 @@ from sanic.response import HTTPResponse
 from bot.channels import receipts
 from bot.channels import whatsapp_format as fmt
 from bot.channels.safety import handle_with_safety_net, prepare_text
-from bot.channels.webhook_tools import SIGNATURE_HEADER, SeenIds, SenderQueues, verify_signature
+from bot.channels.webhook_tools import (
+    SIGNATURE_HEADER,
+    SeenIds,
+    SenderQueues,
+    SenderRateLimit,
+    verify_signature,
+)
 from bot.channels.whatsapp_delivery import DeliveryLog, ServiceWindow, last_user_message_time
 from bot.channels.whatsapp_sender import SendFailed, WhatsAppSender
 from bot.channels.whatsapp_webhook import (
@@ -173,6 +179,7 @@ class WhatsAppInput(InputChannel):
         self.settings = settings or get_settings()
         self.seen = SeenIds(redis_url=self.settings.redis_url, namespace=CHANNEL)
         self.queues = SenderQueues(CHANNEL)
+        self.limit = SenderRateLimit(self.settings.sender_burst, self.settings.sender_per_minute, CHANNEL)
         self.deliveries = DeliveryLog()
         self.window = ServiceWindow(self._last_message_in_store)
         self.sender = WhatsAppSender(
@@ -349,6 +356,10 @@ class WhatsAppInput(InputChannel):
                 counts["ignored"] += 1
                 continue
             self.window.note(inbound.wa_id, inbound.timestamp)
+            if not self.limit.allow(inbound.wa_id):
+                logger.warning("whatsapp: message from %s dropped (over the per-sender limit)", inbound.wa_id)
+                counts["ignored"] += 1
+                continue
             counts["messages"] += 1
             self.queues.submit(inbound.wa_id, lambda i=inbound: self._process(i, on_new_message))
         return counts
