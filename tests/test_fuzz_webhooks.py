@@ -1,0 +1,141 @@
+"""Fuzzed webhooks (hypothesis): valid Messenger, WhatsApp and Telegram payloads with
+random parts replaced by arbitrary JSON (wrong types, emoji, huge strings, nesting).
+
+In process, the parsers either read them or refuse them with their documented error,
+never anything else. Against the running stack, correctly signed fuzzed bodies get a
+200 or a 4xx, never a 500; no event processing fails in the background; and the channels
+answer a normal message afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot.channels.meta_events import Batch as MetaBatch
+from bot.channels.meta_events import NotAWebhook
+from bot.channels.meta_events import parse_webhook as parse_meta
+from bot.channels.telegram_updates import CallbackPayloads, NotAnUpdate, parse_update
+from bot.channels.whatsapp_webhook import NotWhatsApp
+from bot.channels.whatsapp_webhook import parse_webhook as parse_whatsapp
+from tests.simulators import whatsapp_cloud
+from tests.simulators.graph_api import attachment_item, postback_item, quick_reply_item, text_item, webhook
+
+PAGE, PSID = "1100000000000001", "7700000000000001"
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**64), st.floats(allow_nan=False),
+    st.text(max_size=50), st.sampled_from(["", "🤖" * 500, "<script>alert(1)</script>", "x" * 5000, "/faq{", "\x00"]),
+)
+JSON = st.recursive(SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)), max_leaves=12)
+
+
+def meta_template() -> dict[str, Any]:
+    items = [text_item(PSID, PAGE, "bonjour"), quick_reply_item(PSID, PAGE, "Oui", "/affirm"),
+             postback_item(PSID, PAGE, "Menu", "/greet"), attachment_item(PSID, PAGE, "image", "https://cdn.example/a.jpg")]
+    return webhook("page", [{"id": PAGE, "time": 1, "messaging": items}])
+
+
+def whatsapp_template() -> dict[str, Any]:
+    sim = whatsapp_cloud.WhatsAppCloudSimulator(app_secret="x")
+    return sim.envelope(messages=[whatsapp_cloud.text_message("33612345678", "bonjour"),
+                                  whatsapp_cloud.location_message("33612345678", 48.8, 2.3)],
+                        statuses=[whatsapp_cloud.status_item("wamid.X", "33612345678", "delivered")])
+
+
+def telegram_template() -> dict[str, Any]:
+    return {"update_id": 7, "message": {"message_id": 1, "date": 1, "text": "bonjour",
+                                        "from": {"id": 42, "is_bot": False, "first_name": "Camille"},
+                                        "chat": {"id": 42, "type": "private", "first_name": "Camille"}}}
+
+
+def mutate(data: st.DataObject, node: Any, depth: int = 0) -> Any:
+    """`node` with some of its parts (about one in six) replaced by arbitrary JSON."""
+    if depth and data.draw(st.integers(0, 5)) == 0:
+        return data.draw(JSON)
+    if isinstance(node, dict):
+        mutated = {key: mutate(data, value, depth + 1) for key, value in node.items()}
+        if data.draw(st.integers(0, 7)) == 0:
+            mutated[data.draw(st.text(max_size=10))] = data.draw(JSON)
+        return mutated
+    if isinstance(node, list):
+        return [mutate(data, value, depth + 1) for value in node]
+    return node
+
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(st.data())
+def test_the_meta_parser_reads_or_refuses_any_body(data):
+    body = mutate(data, meta_template())
+    try:
+        assert isinstance(parse_meta(body, "page", 1_700_000_000_000), MetaBatch)
+    except NotAWebhook:
+        pass
+
+
+@FUZZ
+@given(st.data())
+def test_the_whatsapp_parser_reads_or_refuses_any_body(data):
+    try:
+        parse_whatsapp(mutate(data, whatsapp_template()))
+    except NotWhatsApp:
+        pass
+
+
+@FUZZ
+@given(st.data())
+def test_the_telegram_parser_reads_or_refuses_any_update(data):
+    try:
+        parse_update(mutate(data, telegram_template()), CallbackPayloads())
+    except NotAnUpdate:
+        pass
+
+
+# Against the running stack -----------------------------------------------------------------------------
+def fuzzed_bodies(template: dict[str, Any], count: int) -> list[Any]:
+    bodies: list[Any] = []
+
+    @settings(max_examples=count, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def collect(data: st.DataObject) -> None:
+        bodies.append(mutate(data, template))
+
+    collect()
+    return bodies
+
+
+@pytest.mark.slow
+def test_signed_fuzzed_webhooks_never_get_a_500_and_the_channels_keep_answering(stack):
+    graph, wa, telegram = stack.graph, stack.whatsapp, stack.telegram
+    telegram.wait_until(lambda: bool(telegram.webhook["url"]), 60, lambda: "no setWebhook")
+    statuses: list[tuple[str, int]] = []
+    for body in fuzzed_bodies(meta_template(), 40):
+        statuses.append(("messenger", graph.deliver(body, platform="messenger").status_code))
+    for body in fuzzed_bodies(whatsapp_template(), 40):
+        statuses.append(("whatsapp", wa.post(None, raw=json.dumps(body).encode()).status_code))
+    for body in fuzzed_bodies(telegram_template(), 40):
+        statuses.append(("telegram", telegram.deliver(None, raw=json.dumps(body).encode()).status_code))
+    assert all(code in (200, 400, 413) for _, code in statuses), [s for s in statuses if s[1] not in (200, 400, 413)]
+    assert any(code == 200 for _, code in statuses) and any(code == 400 for _, code in statuses)
+
+    time.sleep(5)  # accepted events are processed in the background
+    log = stack.log("rasa")
+    assert "Processing an event of sender" not in log and "Exception occurred while handling uri" not in log
+    # Every channel still answers.
+    citizen = graph.citizen("messenger")
+    before = len(citizen.sent())
+    citizen.say("horaires de la mairie")
+    graph.wait_for(lambda: len(citizen.sent()) > before)
+    wa_id = "336" + str(int(time.time() * 1000))[-8:]
+    assert wa.post(wa.envelope(messages=[whatsapp_cloud.text_message(wa_id, "horaires de la mairie")])).status_code == 200
+    wa.wait_for(wa_id)
+    assert requests.get(f"{stack.url}/", timeout=10).status_code == 200
