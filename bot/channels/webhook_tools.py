@@ -27,6 +27,7 @@ from bot import metrics
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
+REDIS_RETRY_SECONDS = 30
 
 
 def sign(app_secret: str, body: bytes) -> str:
@@ -54,16 +55,20 @@ class SeenIds:
         self.namespace = namespace
         self.redis_url = redis_url
         self._redis: Any = None
+        self._redis_retry_at = 0.0
         self._seen: OrderedDict[str, float] = OrderedDict()
 
     async def seen_before(self, key: str) -> bool:
         """Records `key`; returns True if it was already recorded and not expired."""
         seen = None
-        if self.redis_url:
+        if self.redis_url and time.monotonic() >= self._redis_retry_at:
             try:
                 seen = await self._seen_in_redis(key)
             except (RedisError, OSError) as exc:
-                logger.warning("Redis unreachable for de-duplication (%s): this process's memory instead", exc)
+                # Not retried for a while: a webhook must not wait for a dead Redis each time.
+                self._redis_retry_at = time.monotonic() + REDIS_RETRY_SECONDS
+                logger.warning("Redis unreachable for de-duplication (%s): this process's memory for %d s",
+                               exc, REDIS_RETRY_SECONDS)
         if seen is None:
             seen = self._seen_in_memory(key)
         if seen:

@@ -1,0 +1,173 @@
+"""The production layout under load: 1 Rasa replica vs 2 behind nginx (bot/cluster.py).
+
+    python -m bench.cluster [--levels 10,50,200] [--messages 3]  ->  bench/results/cluster.json
+
+For each layout (PostgreSQL tracker store, Redis lock store, nginx, as many action
+servers as replicas) and each level, that many Messenger citizens write at once through
+the signed webhook (Graph API = local simulator), each sending `messages` questions one
+after the other (the next once the previous is answered, as people do). Measured:
+throughput (answered messages per second of the level's wall time), acknowledgement and
+reply latency (POST to the bot's first message for it) p50/p95/p99, messages left
+unanswered, and the resident memory of every process at the end.
+
+Both layouts share this machine's cores: 2 replicas on 2 cores compete with each other,
+with PostgreSQL, Redis, nginx and the action servers (README: Benchmarks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+
+from bench.messenger_webhook import QUESTIONS, RESULTS
+from bot.cluster import Cluster, Layout
+from bot.settings import PROJECT_ROOT
+from tests.simulators.graph_api import GraphApiSimulator, new_psid, now_ms, text_item, webhook
+
+REPLY_TIMEOUT = 120.0
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+    return {"p50_ms": round(1000 * statistics.median(ordered), 1), "p95_ms": at(0.95), "p99_ms": at(0.99),
+            "max_ms": round(1000 * ordered[-1], 1)}
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def conversation(sim: GraphApiSimulator, messages: int, start: threading.Barrier,
+                 out: list[dict[str, Any]]) -> None:
+    psid = new_psid()
+    start.wait()
+    for index in range(messages):
+        question = QUESTIONS[(index + hash(psid)) % len(QUESTIONS)]
+        before = len(sim.sent_to(psid))
+        body = webhook("page", [{"id": sim.page_id, "messaging": [text_item(psid, sim.page_id, question,
+                                                                             timestamp=now_ms())]}])
+        began = time.time()
+        try:
+            status = sim.deliver(body, platform="messenger", timeout=60).status_code
+        except Exception:  # noqa: BLE001 - a timeout is a result here
+            status = 0
+        ack = time.time() - began
+        deadline = time.monotonic() + REPLY_TIMEOUT
+        while time.monotonic() < deadline and len(sim.sent_to(psid)) <= before:
+            time.sleep(0.05)
+        sent = sim.sent_to(psid)[before:]
+        out.append({"status": status, "ack": ack, "reply": sent[0].at - began if sent else None})
+        if not sent:
+            return  # unanswered: the citizen gives up
+
+
+def level(sim: GraphApiSimulator, conversations: int, messages: int) -> dict[str, Any]:
+    results: list[dict[str, Any]] = []
+    start = threading.Barrier(conversations)
+    threads = [threading.Thread(target=conversation, args=(sim, messages, start, results))
+               for _ in range(conversations)]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.monotonic() - began
+    replies = [r["reply"] for r in results if r["reply"] is not None]
+    return {
+        "conversations": conversations, "messages_sent": len(results), "answered": len(replies),
+        "unanswered": conversations * messages - len(replies), "not_acknowledged_200": sum(
+            1 for r in results if r["status"] != 200),
+        "wall_s": round(wall, 1), "throughput_msg_per_s": round(len(replies) / wall, 2),
+        "ack": percentiles([r["ack"] for r in results]), "reply": percentiles(replies),
+    }
+
+
+def run_layout(replicas: int, levels: list[int], messages: int, model: Path) -> dict[str, Any]:
+    database = f"guichet_bench_{secrets.token_hex(4)}"
+    sim = GraphApiSimulator().start()
+    base = 41000 + 200 * replicas
+    env = {
+        **os.environ, **sim.bot_env(timeout=10, backoff=0.5),
+        "GUICHET_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{database}",
+        "GUICHET_REDIS_URL": "redis://127.0.0.1:6379/3",
+        "GUICHET_CLUSTER_REPLICAS": str(replicas), "GUICHET_CLUSTER_ACTION_SERVERS": str(replicas),
+        "GUICHET_CLUSTER_BASE_PORT": str(base), "GUICHET_RASA_PORT": str(base + 1),
+        "GUICHET_ACTION_PORT": str(base + 2), "GUICHET_CONSOLE_PORT": str(base + 3),
+        "GUICHET_CLUSTER_DIR": str(PROJECT_ROOT / "var" / f"bench-cluster-{replicas}"),
+        "GUICHET_RASA_TOKEN": secrets.token_urlsafe(16), "GUICHET_API_TOKEN": secrets.token_urlsafe(16),
+        "GUICHET_MODEL_CACHE": "",
+        # The benchmark's citizens ask 3 questions each: well within the per-sender limit.
+    }
+    layout = Layout.from_env(env)
+    sim.bot_url = layout.public_url
+    cluster = Cluster(layout, model, env)
+    try:
+        cluster.start()
+        level(sim, 5, 1)  # warm-up
+        results = {}
+        for conversations in levels:
+            results[str(conversations)] = level(sim, conversations, messages)
+            print(f"{replicas} replica(s), {conversations} conversations:", json.dumps(results[str(conversations)]),
+                  flush=True)
+        memory = {name: rss_mb(process.pid) for name, process in cluster.processes.items()}
+    finally:
+        cluster.stop()
+        sim.stop()
+        connection = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
+        connection.autocommit = True
+        connection.cursor().execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        connection.close()
+    return {"replicas": replicas, "levels": results, "memory_rss_mb": memory}
+
+
+def main(levels: list[int] | None = None, messages: int = 3) -> dict[str, Any]:
+    from bot.faq.training import ensure_model
+
+    levels = levels or [10, 50, 200]
+    model = ensure_model()
+    layouts = [run_layout(replicas, levels, messages, model) for replicas in (1, 2)]
+    one, two = (layouts[0]["levels"], layouts[1]["levels"])
+    report = {
+        "benchmark": "cluster",
+        "description": f"{levels} Messenger citizens at once, {messages} questions each (next after the answer), "
+                       "signed webhooks through nginx; PostgreSQL tracker store, Redis lock store",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average_1m": round(os.getloadavg()[0], 2)},
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "layouts": layouts,
+        "throughput_2_vs_1": {k: round(two[k]["throughput_msg_per_s"] / one[k]["throughput_msg_per_s"], 2)
+                              for k in one if one[k]["throughput_msg_per_s"]},
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "cluster.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--levels", default="10,50,200")
+    parser.add_argument("--messages", type=int, default=3)
+    args = parser.parse_args()
+    print(json.dumps(main([int(v) for v in args.levels.split(",")], args.messages), indent=2, ensure_ascii=False))
