@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["bench.nlu", "bench.messenger_webhook", "bench.handoff"]
+BENCHMARKS = ["bench.nlu", "bench.messenger_webhook", "bench.handoff", "bench.cluster"]
 
 
 def main() -> None:
