@@ -256,12 +256,11 @@ class Cluster:
         self.processes[name] = process
         return process
 
-    def start_action_server(self, index: int) -> None:
+    def start_action_server(self, index: int) -> subprocess.Popen:
         port = self.layout.action_ports[index]
         env = {**self.env, "SANIC_HOST": "127.0.0.1"}  # rasa_sdk has no authentication
-        process = self._spawn(f"actions-{index + 1}", [
+        return self._spawn(f"actions-{index + 1}", [
             sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(port)], env)
-        wait_http(f"http://127.0.0.1:{port}/health", process)
 
     def start_replica(self, index: int, endpoints_file: Path) -> subprocess.Popen:
         port = self.layout.replica_ports[index]
@@ -281,8 +280,9 @@ class Cluster:
         nginx = nginx_binary()
         subprocess.run([nginx, "-t", "-q", "-c", str(nginx_file), "-p", str(nginx_file.parent)], check=True,
                        capture_output=True)
-        for index in range(len(layout.action_ports)):
-            self.start_action_server(index)
+        actions = [self.start_action_server(i) for i in range(len(layout.action_ports))]
+        for port, process in zip(layout.action_ports, actions, strict=True):
+            wait_http(f"http://127.0.0.1:{port}/health", process)
         replicas = [self.start_replica(i, endpoints_file) for i in range(len(layout.replica_ports))]
         for url, process in zip(layout.replica_urls(), replicas, strict=True):
             wait_http(f"{url}/", process, timeout=300)

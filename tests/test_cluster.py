@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg2
@@ -36,7 +37,7 @@ QUESTIONS = [
     "c'est quoi les horaires de la mairie ?", "comment refaire ma carte d'identité",
     "quand passe le camion poubelle", "inscription sur les listes électorales", "acte de naissance",
 ]
-CITIZENS = 20
+CITIZENS = 12
 
 
 def wait(condition, timeout: float = 60, message: str = "timed out") -> object:
@@ -93,14 +94,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Itera
         connection.close()
 
 
-def ask(sim: GraphApiSimulator, psid: str, text: str, mid: str | None = None) -> list[str]:
+def ask(sim: GraphApiSimulator, psid: str, text: str, mid: str | None = None, expected: int = 0) -> list[str]:
     """Sends `text` as the citizen through nginx; returns the messages the bot sent back
-    for it (it has answered once a message arrives and nothing follows for 1.5 s)."""
+    for it: `expected` of them, or (unknown) once nothing more arrives for 1.5 s."""
     before = len(sim.texts(psid))
     item = text_item(psid, sim.page_id, text, mid=mid) if mid else text_item(psid, sim.page_id, text)
     response = sim.deliver(webhook("page", [{"id": sim.page_id, "time": item["timestamp"], "messaging": [item]}]))
     assert response.status_code == 200, response.text
-    wait(lambda: len(sim.texts(psid)) > before, 90, f"no answer to {text!r} for {psid}")
+    wait(lambda: len(sim.texts(psid)) >= before + max(1, expected), 90, f"no answer to {text!r} for {psid}")
+    if expected:
+        return sim.texts(psid)[before:]
     settled = len(sim.texts(psid))
     while True:
         time.sleep(1.5)
@@ -142,7 +145,7 @@ def test_citizens_at_once_each_get_their_own_answers_in_order(cluster):
         psid = new_psid()
         asked = QUESTIONS[index % len(QUESTIONS):] + QUESTIONS[:index % len(QUESTIONS)]
         try:
-            results[psid] = [ask(sim, psid, q) for q in asked]
+            results[psid] = [ask(sim, psid, q, expected=len(reference[q])) for q in asked]
             results[psid + ":asked"] = asked  # type: ignore[assignment]
         except BaseException as exc:  # noqa: BLE001 - reported below
             failures.append(exc)
@@ -155,6 +158,7 @@ def test_citizens_at_once_each_get_their_own_answers_in_order(cluster):
     assert not failures, failures[:3]
     psids = [key for key in results if not key.endswith(":asked")]
     assert len(psids) == CITIZENS
+    time.sleep(1.5)  # anything sent twice would have arrived by now
     for psid in psids:
         asked = results[psid + ":asked"]
         # Each answer is the one a fresh conversation gets for that question: the right
@@ -167,13 +171,13 @@ def test_citizens_at_once_each_get_their_own_answers_in_order(cluster):
 
 def test_a_redelivery_reaching_the_other_replica_is_not_answered_twice(cluster):
     _, sim = cluster
-    for _ in range(4):  # nginx alternates: the copies reach both replicas
+    for _ in range(2):  # nginx alternates: a copy reaches the replica that did not answer
         psid, mid = new_psid(), new_mid()
         first = ask(sim, psid, QUESTIONS[0], mid=mid)
         again = sim.deliver(webhook("page", [{"id": sim.page_id, "time": 1, "messaging": [
             text_item(psid, sim.page_id, QUESTIONS[0], mid=mid)]}]))
         assert again.status_code == 200
-        time.sleep(2)
+        time.sleep(1.5)
         assert sim.texts(psid) == first
 
 
@@ -224,11 +228,11 @@ def test_each_process_reports_its_metrics(cluster):
         assert requests.get(f"{url}/webhooks/metrics/", timeout=5).status_code == 401
         text = requests.get(f"{url}/webhooks/metrics/", headers={"Authorization": f"Bearer {token}"}, timeout=5).text
         # Both replicas answered citizens (nginx spread the webhooks), none through the safety net.
-        assert metric(text, "guichet_messages_total", channel="messenger") >= 10, text[:2000]
-        assert metric(text, "guichet_message_seconds_count", channel="messenger") >= 10
+        assert metric(text, "guichet_messages_total", channel="messenger") >= 5, text[:2000]
+        assert metric(text, "guichet_message_seconds_count", channel="messenger") >= 5
         assert metric(text, "guichet_no_reply_total", channel="messenger") == 0
         duplicates += metric(text, "guichet_webhook_duplicates_total", channel="messenger")
-    assert duplicates == 4  # the four redeliveries of the test above
+    assert duplicates == 2  # the two redeliveries of the test above
     for port in cluster.layout.action_ports:
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         assert metric(text, "guichet_actions_total", action="action_faq", outcome="ok") >= 5, text[:2000]
@@ -237,11 +241,13 @@ def test_each_process_reports_its_metrics(cluster):
 
 def test_a_killed_replica_leaves_its_conversations_to_the_other(cluster):
     cluster, sim = cluster
-    psids = [new_psid() for _ in range(6)]
-    before = {psid: ask(sim, psid, QUESTIONS[1]) for psid in psids}
+    psids = [new_psid() for _ in range(4)]
+    with ThreadPoolExecutor(len(psids)) as pool:
+        before = dict(zip(psids, pool.map(lambda p: ask(sim, p, QUESTIONS[1]), psids), strict=True))
     victim = cluster.processes["rasa-1"]
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
-    for psid in psids:
-        after = ask(sim, psid, QUESTIONS[1])
-        assert after[0] == before[psid][0]
+    with ThreadPoolExecutor(len(psids)) as pool:
+        after = dict(zip(psids, pool.map(lambda p: ask(sim, p, QUESTIONS[1], expected=len(before[p])), psids),
+                         strict=True))
+    assert all(after[p] == before[p] for p in psids)

@@ -69,7 +69,7 @@ def mutate(data: st.DataObject, node: Any, depth: int = 0) -> Any:
     return node
 
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FUZZ
@@ -118,16 +118,18 @@ def test_signed_fuzzed_webhooks_never_get_a_500_and_the_channels_keep_answering(
     graph, wa, telegram = stack.graph, stack.whatsapp, stack.telegram
     telegram.wait_until(lambda: bool(telegram.webhook["url"]), 60, lambda: "no setWebhook")
     statuses: list[tuple[str, int]] = []
-    for body in fuzzed_bodies(meta_template(), 40):
-        statuses.append(("messenger", graph.deliver(body, platform="messenger").status_code))
-    for body in fuzzed_bodies(whatsapp_template(), 40):
+    # Raw bytes, signed by the simulators: Python's JSON writes Infinity and NaN as Meta never would.
+    for body in fuzzed_bodies(meta_template(), 25):
+        statuses.append(("messenger", graph.deliver(None, raw=json.dumps(body).encode(), platform="messenger")
+                         .status_code))
+    for body in fuzzed_bodies(whatsapp_template(), 25):
         statuses.append(("whatsapp", wa.post(None, raw=json.dumps(body).encode()).status_code))
-    for body in fuzzed_bodies(telegram_template(), 40):
+    for body in fuzzed_bodies(telegram_template(), 25):
         statuses.append(("telegram", telegram.deliver(None, raw=json.dumps(body).encode()).status_code))
     assert all(code in (200, 400, 413) for _, code in statuses), [s for s in statuses if s[1] not in (200, 400, 413)]
     assert any(code == 200 for _, code in statuses) and any(code == 400 for _, code in statuses)
 
-    time.sleep(5)  # accepted events are processed in the background
+    time.sleep(3)  # accepted events are processed in the background
     log = stack.log("rasa")
     assert "Processing an event of sender" not in log and "Exception occurred while handling uri" not in log
     # Every channel still answers.
