@@ -9,7 +9,7 @@ import secrets
 import pytest
 import redis
 
-from bot.channels.webhook_tools import SeenIds, SenderRateLimit
+from bot.channels.webhook_tools import SeenIds, SenderRateLimit, bearer_ok
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -82,3 +82,10 @@ def test_the_limit_keeps_a_bounded_number_of_senders_and_can_be_off():
     assert limit.allow("a", now=0)  # forgotten (least recently seen): a fresh bucket
     off = SenderRateLimit(burst=1, per_minute=0)
     assert all(off.allow("a") for _ in range(100))
+
+
+def test_bearer_tokens_are_checked_exactly_and_never_when_unset():
+    assert bearer_ok("Bearer s3cret", "s3cret")
+    assert not bearer_ok("Bearer s3cre", "s3cret") and not bearer_ok("bearer s3cret", "s3cret")
+    assert not bearer_ok("s3cret", "s3cret") and not bearer_ok(None, "s3cret")
+    assert not bearer_ok("Bearer ", "") and not bearer_ok("Bearer x", "")

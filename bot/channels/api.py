@@ -9,7 +9,6 @@ Authorization: Bearer <GUICHET_API_TOKEN>  ->  200 [bot messages]
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,6 +19,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot.channels.safety import handle_with_safety_net, prepare_text
+from bot.channels.webhook_tools import bearer_ok
 from bot.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -41,11 +41,7 @@ class ApiInput(InputChannel):
         return cls()
 
     def _authorized(self, request: Request) -> bool:
-        token = get_settings().api_token
-        header = request.headers.get("Authorization", "")
-        if not token or not header.startswith("Bearer "):
-            return False
-        return hmac.compare_digest(header[len("Bearer "):].encode(), token.encode())
+        return bearer_ok(request.headers.get("Authorization"), get_settings().api_token)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         webhook = Blueprint("guichet_api_webhook", __name__)

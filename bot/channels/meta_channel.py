@@ -59,6 +59,7 @@ from bot.channels.webhook_tools import (
     SeenIds,
     SenderQueues,
     SenderRateLimit,
+    bearer_ok,
     verify_signature,
 )
 from bot.settings import Settings, get_settings
@@ -448,11 +449,7 @@ class MetaInput(InputChannel):
                                     details.get("mid"))
 
     def _authorized_staff(self, request: Request) -> bool:
-        token = getattr(get_settings(), "rasa_token", "")
-        header = request.headers.get("Authorization", "")
-        if not token or not header.startswith("Bearer "):
-            return False
-        return hmac.compare_digest(header[len("Bearer "):].encode(), token.encode())
+        return bearer_ok(request.headers.get("Authorization"), getattr(get_settings(), "rasa_token", ""))
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         webhook = Blueprint(f"guichet_{self.name()}_webhook", __name__)

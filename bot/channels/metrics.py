@@ -8,7 +8,6 @@ message to Rasa.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,14 +16,9 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.channels.webhook_tools import bearer_ok
 from bot.metrics import exposition
 from bot.settings import get_settings
-
-
-def authorized(header: str | None, token: str) -> bool:
-    if not token or not header or not header.startswith("Bearer "):
-        return False
-    return hmac.compare_digest(header[len("Bearer "):].encode(), token.encode())
 
 
 class MetricsInput(InputChannel):
@@ -41,7 +35,7 @@ class MetricsInput(InputChannel):
 
         @metrics.route("/", methods=["GET"])
         async def scrape(request: Request) -> HTTPResponse:
-            if not authorized(request.headers.get("Authorization"), get_settings().rasa_token):
+            if not bearer_ok(request.headers.get("Authorization"), get_settings().rasa_token):
                 return response.json({"error": "missing or invalid bearer token"}, status=401)
             body, content_type = exposition()
             return response.raw(body, content_type=content_type)

@@ -1,6 +1,7 @@
 """Building blocks shared by the webhook connectors (Messenger, Instagram, WhatsApp).
 
 - `verify_signature`: Meta's `X-Hub-Signature-256` check over the raw body.
+- `bearer_ok`: the `Authorization: Bearer` check of the staff and API endpoints.
 - `SeenIds`: de-duplicates redeliveries of the same event id for a while (shared by
   every replica through Redis when `GUICHET_REDIS_URL` is set).
 - `SenderRateLimit`: drops a flood from one sender before it reaches Rasa.
@@ -40,6 +41,13 @@ def verify_signature(app_secret: str, body: bytes, header: str | None) -> bool:
     if not app_secret or not header or not header.startswith("sha256="):
         return False
     return hmac.compare_digest(sign(app_secret, body), header.strip())
+
+
+def bearer_ok(header: str | None, token: str) -> bool:
+    """True only if `header` is `Bearer <token>` and a token is set (constant-time compare)."""
+    if not token or not header or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header[len("Bearer "):].encode(), token.encode())
 
 
 class SeenIds:

@@ -51,6 +51,7 @@ from bot.channels.webhook_tools import (
     SeenIds,
     SenderQueues,
     SenderRateLimit,
+    bearer_ok,
     verify_signature,
 )
 from bot.channels.whatsapp_delivery import DeliveryLog, ServiceWindow, last_user_message_time
@@ -420,10 +421,7 @@ class WhatsAppInput(InputChannel):
 
         @webhook.route("/deliveries", methods=["GET"])
         async def deliveries(request: Request) -> HTTPResponse:
-            token = self.settings.rasa_token
-            header = request.headers.get("Authorization", "")
-            given = header.removeprefix("Bearer ") if header.startswith("Bearer ") else ""
-            if not token or not hmac.compare_digest(given.encode(), token.encode()):
+            if not bearer_ok(request.headers.get("Authorization"), self.settings.rasa_token):
                 return response.json({"error": "missing or invalid bearer token"}, status=401)
             recipient = request.args.get("recipient", "")
             return response.json({"recipient": recipient, "failures": self.deliveries.failures(recipient)})
