@@ -12,6 +12,7 @@ channel never hands a message to Rasa, and never logs a token.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,12 +22,12 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.commune import load_commune
+from bot.commune import Commune, load_commune
 from bot.privacy import export_page
 from bot.privacy.data import export_conversation
 from bot.privacy.export_links import conversation_for
 from bot.privacy.notice import dpo_contact, privacy_link
-from bot.settings import get_settings
+from bot.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 JSON_FILE = "fichier.json"
@@ -48,24 +49,25 @@ class DataExportInput(InputChannel):
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         pages = Blueprint("guichet_data_export", __name__)
 
-        async def _export(token: str, count: bool) -> tuple[dict[str, Any] | None, Any, HTTPResponse | None]:
-            settings, commune = get_settings(), load_commune()
+        async def _export(token: str, count: bool, settings: Settings,
+                          commune: Commune) -> tuple[dict[str, Any], dt.datetime] | HTTPResponse:
+            """The conversation's data and the link's expiry, or the error page to send."""
             try:
                 link = await asyncio.to_thread(conversation_for, settings.database_url, token, None, count)
                 if link is None:
-                    return None, None, _page(export_page.render_unavailable(commune, expired=True), 404)
-                data = await asyncio.to_thread(export_conversation, settings.database_url, link[0])
+                    return _page(export_page.render_unavailable(commune, expired=True), 404)
+                return await asyncio.to_thread(export_conversation, settings.database_url, link[0]), link[1]
             except Exception:  # noqa: BLE001 - the database down: a clear page, the link stays valid
                 logger.exception("Data export unavailable")
-                return None, None, _page(export_page.render_unavailable(commune, expired=False), 503)
-            return data, link[1], None
+                return _page(export_page.render_unavailable(commune, expired=False), 503)
 
         @pages.route("/<token>", methods=["GET"])
         async def page(request: Request, token: str) -> HTTPResponse:
-            data, expires_at, failed = await _export(token, count=False)
-            if failed:
-                return failed
             settings, commune = get_settings(), load_commune()
+            found = await _export(token, False, settings, commune)
+            if isinstance(found, HTTPResponse):
+                return found
+            data, expires_at = found
             return _page(export_page.render_page(
                 data, commune, expires_at, settings.timezone, dpo_contact(commune), privacy_link(commune),
                 data_file=f"{token}/{JSON_FILE}",
@@ -73,10 +75,10 @@ class DataExportInput(InputChannel):
 
         @pages.route(f"/<token>/{JSON_FILE}", methods=["GET"])
         async def data_file(request: Request, token: str) -> HTTPResponse:
-            data, _, failed = await _export(token, count=True)
-            if failed:
-                return failed
-            return response.text(export_page.render_json(data), content_type="application/json; charset=utf-8",
+            found = await _export(token, True, get_settings(), load_commune())
+            if isinstance(found, HTTPResponse):
+                return found
+            return response.text(export_page.render_json(found[0]), content_type="application/json; charset=utf-8",
                                  headers={**export_page.HEADERS,
                                           "Content-Disposition": 'attachment; filename="mes-donnees.json"'})
 

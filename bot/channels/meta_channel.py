@@ -225,7 +225,7 @@ class MetaInput(InputChannel):
         self.queues = SenderQueues(self.channel_name)
         settings = get_settings()
         self.limit = SenderRateLimit(settings.sender_burst, settings.sender_per_minute, self.channel_name)
-        self.seen = SeenIds(redis_url=get_settings().redis_url, namespace=self.channel_name)
+        self.seen = SeenIds(redis_url=settings.redis_url, namespace=self.channel_name)
         self.windows = ConversationWindows(self.channel_name, self._stored_last_message)
         self.deliveries = DeliveryLog(self.channel_name)
         self.app: Any = None
