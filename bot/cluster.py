@@ -19,7 +19,8 @@ Everything comes from environment variables (.env): `GUICHET_DATABASE_URL` (defa
 `GUICHET_REDIS_URL` (default `redis://127.0.0.1:6379/1`), `GUICHET_CLUSTER_REPLICAS` (2),
 `GUICHET_CLUSTER_ACTION_SERVERS` (2), `GUICHET_CLUSTER_BASE_PORT` (5100: replicas from
 5105, action servers from 5155), `GUICHET_RASA_PORT` (5005, nginx), `GUICHET_ACTION_PORT`
-(5055, nginx), `GUICHET_SANIC_WORKERS` (1 per replica). Files go to `var/cluster/`.
+(5055, nginx), `GUICHET_SANIC_WORKERS` (1 per replica), `TICKET_LOCK_LIFETIME` (Rasa's,
+20 s here). Files go to `var/cluster/`.
 nginx is Debian's package (`make nginx` installs it). Ctrl-C stops everything.
 """
 
@@ -248,6 +249,9 @@ class Cluster:
             "GUICHET_RASA_REPLICAS": ",".join(layout.replica_urls()),
         }
         self.env.setdefault("GUICHET_PUBLIC_URL", layout.public_url)
+        # How long a killed replica's conversation locks (Rasa's Redis lock store) hold
+        # their conversations: Rasa's default is 60 s; a message is processed in seconds.
+        self.env.setdefault("TICKET_LOCK_LIFETIME", "20")
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         log = (self.layout.workdir / f"{name}.log").open("ab")

@@ -159,8 +159,12 @@ class Settings:
     # at once, then per minute; beyond, messages are dropped before Rasa (0: no limit).
     sender_burst: int = 20
     sender_per_minute: float = 20.0
-    # Redis shared by the replicas of a cluster (webhook de-duplication); empty: in memory.
+    # Redis shared by the replicas of a cluster (webhook de-duplication, the durable inbox
+    # of bot/channels/inbox.py); empty: in memory.
     redis_url: str = ""
+    # The inbox: streams per channel, and how long a dead replica keeps its streams.
+    inbox_partitions: int = 8
+    inbox_lease_seconds: float = 10.0
     export_link_hours: float = 24.0
 
     @classmethod
@@ -184,6 +188,8 @@ class Settings:
                             default=f"http://127.0.0.1:{_str('GUICHET_RASA_PORT', default='5005')}").rstrip("/"),
             export_link_hours=_float("GUICHET_EXPORT_LINK_HOURS", 24.0),
             redis_url=_str("GUICHET_REDIS_URL"),
+            inbox_partitions=int(_float("GUICHET_INBOX_PARTITIONS", 8)),
+            inbox_lease_seconds=_float("GUICHET_INBOX_LEASE_SECONDS", 10.0),
             sender_burst=int(_float("GUICHET_SENDER_BURST", 20)),
             sender_per_minute=_float("GUICHET_SENDER_PER_MINUTE", 20.0),
             console_host=_str("GUICHET_CONSOLE_HOST", "GUICHET_HOST", default="127.0.0.1"),

@@ -7,7 +7,8 @@ Inbound (`POST /webhooks/<channel>/webhook`):
   any non-200 answer for hours and the same bytes will never parse, so refusing would only
   flood the log;
 - the POST is acknowledged at once; its events are processed in the background, each
-  citizen's in timestamp order (`SenderQueues`); Meta's redeliveries are dropped by
+  citizen's in timestamp order, through the channel's inbox (`bot/channels/inbox.py`: in
+  memory, or a Redis stream first in a cluster); Meta's redeliveries are dropped by
   `mid` (`SeenIds`); echoes, deliveries, reads, reactions and `standby[]` items are logged
   and not answered;
 - every citizen message goes through the safety net (`handle_with_safety_net`).
@@ -31,8 +32,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
@@ -42,6 +42,7 @@ from sanic.response import HTTPResponse
 
 from bot.channels import meta_send, receipts
 from bot.channels.graph_client import GraphApiError, GraphClient
+from bot.channels.inbox import inbox_for
 from bot.channels.meta_events import (
     ATTACHMENT,
     EMPTY,
@@ -57,7 +58,6 @@ from bot.channels.safety import handle_with_safety_net, prepare_text
 from bot.channels.webhook_tools import (
     SIGNATURE_HEADER,
     SeenIds,
-    SenderQueues,
     SenderRateLimit,
     bearer_ok,
     verify_signature,
@@ -222,8 +222,8 @@ class MetaInput(InputChannel):
             backoff_base=self.config.backoff,
             name=self.channel_name,
         )
-        self.queues = SenderQueues(self.channel_name)
         settings = get_settings()
+        self.inbox = inbox_for(self.channel_name, settings)
         self.limit = SenderRateLimit(settings.sender_burst, settings.sender_per_minute, self.channel_name)
         self.seen = SeenIds(redis_url=settings.redis_url, namespace=self.channel_name)
         self.windows = ConversationWindows(self.channel_name, self._stored_last_message)
@@ -381,6 +381,9 @@ class MetaInput(InputChannel):
         return {self.name(): details}
 
     async def process(self, event: InboundEvent, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> None:
+        # Here, not at receipt: in a cluster, the replica that processes may not be the
+        # one that received the webhook (bot/channels/inbox.py).
+        self.windows.note(event.sender, event.timestamp / 1000)
         metadata = self.metadata_for(event)
         text = self.rasa_text(event, metadata)
         if text is None:
@@ -396,8 +399,8 @@ class MetaInput(InputChannel):
         async with self._slots:
             await handle_with_safety_net(on_new_message, message, _agent_of(self.app))
 
-    async def accept(self, body: bytes, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> dict[str, int]:
-        """Parses a verified body and queues its events; returns counts for the log."""
+    async def accept(self, body: bytes) -> dict[str, int]:
+        """Parses a verified body and queues its events in the inbox; returns counts for the log."""
         try:
             data = json.loads(body)
         except ValueError:
@@ -413,7 +416,7 @@ class MetaInput(InputChannel):
         for ignored in batch.ignored:
             if ignored.reason == "optin" or (
                     ignored.reason == "echo" and receipts.is_ours((ignored.details or {}).get("metadata"))):
-                self.queues.submit(ignored.sender or "-", partial(self.record, ignored))
+                await self.inbox.submit(ignored.sender or "-", "record", asdict(ignored))
             if ignored.reason.startswith("object_"):
                 logger.warning("%s: webhook for %r ignored: this URL is the %s webhook (object %r)",
                                self.name(), batch.object, self.name(), self.webhook_object)
@@ -428,12 +431,11 @@ class MetaInput(InputChannel):
                 logger.info("%s: redelivery of %s from %s dropped", self.name(), event.dedupe_key, event.sender)
                 counts["duplicate"] += 1
                 continue
-            self.windows.note(event.sender, event.timestamp / 1000)
             if not self.limit.allow(event.sender):
                 logger.warning("%s: message from %s dropped (over the per-sender limit)", self.name(), event.sender)
                 counts["rate_limited"] += 1
                 continue
-            self.queues.submit(event.sender, partial(self.process, event, on_new_message))
+            await self.inbox.submit(event.sender, "event", asdict(event))
             counts["queued"] += 1
         return counts
 
@@ -453,18 +455,22 @@ class MetaInput(InputChannel):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         webhook = Blueprint(f"guichet_{self.name()}_webhook", __name__)
+        self.inbox.on("event", lambda data: self.process(InboundEvent(**data), on_new_message))
+        self.inbox.on("record", lambda data: self.record(Ignored(**data)))
 
         @webhook.listener("after_server_start")
         async def remember_app(app: Any, _loop: Any) -> None:
             self.app = app
             missing = self.missing_secrets()
-            if missing:
+            if not missing:
+                self.inbox.start()
+            else:
                 logger.warning("%s channel: %s not set (%s): webhooks are refused",
                                self.name(), ", ".join(missing), self.env_names)
 
         @webhook.listener("before_server_stop")
         async def drain(_app: Any, _loop: Any) -> None:
-            await self.queues.join(timeout=10)
+            await self.inbox.stop(timeout=10)
             await self.client.close()
 
         @webhook.route("/", methods=["GET"])
@@ -499,7 +505,7 @@ class MetaInput(InputChannel):
                 logger.warning("%s: webhook refused: missing or wrong %s (%d bytes)",
                                self.name(), SIGNATURE_HEADER, len(body))
                 return response.text("invalid signature", status=403)
-            counts = await self.accept(body, on_new_message)
+            counts = await self.accept(body)
             logger.debug("%s: webhook acknowledged %s", self.name(), counts)
             return response.text("EVENT_RECEIVED")
 

@@ -30,6 +30,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from typing import Any, TypeVar
 
 from aiogram import Bot
@@ -41,6 +42,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.channels.inbox import inbox_for
 from bot.channels.safety import handle_with_safety_net, prepare_text
 from bot.channels.telegram_updates import (
     BUTTON,
@@ -54,7 +56,7 @@ from bot.channels.telegram_updates import (
     parse_update,
     split_text,
 )
-from bot.channels.webhook_tools import SeenIds, SenderQueues, SenderRateLimit
+from bot.channels.webhook_tools import SeenIds, SenderRateLimit
 from bot.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -203,7 +205,8 @@ class GuichetTelegramInput(TelegramInput):
         super().__init__(self.settings.telegram_token, None, self.settings.telegram_webhook_url, debug_mode=False)
         self.payloads = CallbackPayloads()
         self.seen = SeenIds(redis_url=self.settings.redis_url, namespace="telegram")
-        self.queues = SenderQueues("telegram")
+        self.inbox = inbox_for("telegram", self.settings)
+        self._app: Any = None
         self.limit = SenderRateLimit(self.settings.sender_burst, self.settings.sender_per_minute, "telegram")
         self._output: GuichetTelegramOutput | None = None
         self._problem = self._configuration_problem()
@@ -255,14 +258,20 @@ class GuichetTelegramInput(TelegramInput):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         webhook = Blueprint("guichet_telegram_webhook", __name__)
+        self.inbox.on("update", lambda data: self._process(
+            Inbound(**data), on_new_message, getattr(getattr(self._app, "ctx", None), "agent", None)))
 
         @webhook.listener("after_server_start")
         async def register(app: Any, loop: Any) -> None:
+            self._app = app
+            if not self._problem:
+                self.inbox.start()
             if self._output and self.settings.telegram_webhook_url:
                 loop.create_task(self._register_webhook())
 
         @webhook.listener("before_server_stop")
         async def close(app: Any, loop: Any) -> None:
+            await self.inbox.stop(timeout=10)
             if self._output:
                 await self._output.close_session()
 
@@ -292,8 +301,8 @@ class GuichetTelegramInput(TelegramInput):
             if not self.limit.allow(inbound.sender_id):
                 logger.warning("telegram: update %s dropped (over the per-sender limit)", inbound.update_id)
                 return response.json({"status": "rate_limited"})
-            agent = getattr(request.app.ctx, "agent", None)
-            self.queues.submit(inbound.sender_id, lambda: self._process(inbound, on_new_message, agent))
+            self._app = self._app or request.app
+            await self.inbox.submit(inbound.sender_id, "update", asdict(inbound))
             return response.json({"status": "accepted"})
 
         return webhook

@@ -166,6 +166,11 @@ class SenderQueues:
     def pending(self) -> int:
         return sum(q.qsize() for q in self._queues.values())
 
+    @property
+    def busy(self) -> bool:
+        """True while an event is being processed or waits."""
+        return bool(self._tasks)
+
     async def join(self, timeout: float = 30) -> None:
         """Waits until every queued event is processed (tests and shutdown)."""
         deadline = time.monotonic() + timeout

@@ -34,6 +34,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from typing import Any
 
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
@@ -45,11 +46,11 @@ from sanic.response import HTTPResponse
 
 from bot.channels import receipts
 from bot.channels import whatsapp_format as fmt
+from bot.channels.inbox import inbox_for
 from bot.channels.safety import handle_with_safety_net, prepare_text
 from bot.channels.webhook_tools import (
     SIGNATURE_HEADER,
     SeenIds,
-    SenderQueues,
     SenderRateLimit,
     bearer_ok,
     verify_signature,
@@ -179,7 +180,7 @@ class WhatsAppInput(InputChannel):
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
         self.seen = SeenIds(redis_url=self.settings.redis_url, namespace=CHANNEL)
-        self.queues = SenderQueues(CHANNEL)
+        self.inbox = inbox_for(CHANNEL, self.settings)
         self.limit = SenderRateLimit(self.settings.sender_burst, self.settings.sender_per_minute, CHANNEL)
         self.deliveries = DeliveryLog()
         self.window = ServiceWindow(self._last_message_in_store)
@@ -232,6 +233,9 @@ class WhatsAppInput(InputChannel):
     async def _process(
         self, inbound: Inbound, on_new_message: Callable[[UserMessage], Awaitable[Any]]
     ) -> None:
+        # Here, not at receipt: the replica that processes may not be the one that received
+        # the webhook (bot/channels/inbox.py).
+        self.window.note(inbound.wa_id, inbound.timestamp)
         out = self._output()
         await self.sender.mark_read(inbound.wamid)
         metadata = dict(inbound.metadata)
@@ -328,7 +332,12 @@ class WhatsAppInput(InputChannel):
         await asyncio.to_thread(receipts.record_receipt, self.settings.database_url, status.callback_data, CHANNEL,
                                 status.status or "unknown", status.wamid, code, detail)
 
-    async def _dispatch(self, batch: Batch, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> dict[str, int]:
+    async def _status(self, status: Status) -> None:
+        self._log_status(status)
+        if receipts.is_ours(status.callback_data):
+            await self._record_receipt(status)
+
+    async def _dispatch(self, batch: Batch) -> dict[str, int]:
         counts = {"messages": 0, "duplicates": 0, "statuses": 0, "ignored": 0}
         configured = self.settings.whatsapp_phone_number_id
         for problem in batch.skipped:
@@ -340,9 +349,7 @@ class WhatsAppInput(InputChannel):
                 counts["duplicates"] += 1
                 continue
             counts["statuses"] += 1
-            self.queues.submit(status.recipient or "-", _job(self._log_status, status))
-            if receipts.is_ours(status.callback_data):
-                self.queues.submit(status.recipient or "-", lambda s=status: self._record_receipt(s))
+            await self.inbox.submit(status.recipient or "-", "status", asdict(status))
         for inbound in batch.messages:
             if configured and inbound.phone_number_id and inbound.phone_number_id != configured:
                 logger.warning("whatsapp: message for another number (%s) ignored", inbound.phone_number_id)
@@ -356,25 +363,29 @@ class WhatsAppInput(InputChannel):
                 logger.info("whatsapp: %s from %s not answered", inbound.metadata["whatsapp"]["type"], inbound.wa_id)
                 counts["ignored"] += 1
                 continue
-            self.window.note(inbound.wa_id, inbound.timestamp)
             if not self.limit.allow(inbound.wa_id):
                 logger.warning("whatsapp: message from %s dropped (over the per-sender limit)", inbound.wa_id)
                 counts["ignored"] += 1
                 continue
             counts["messages"] += 1
-            self.queues.submit(inbound.wa_id, lambda i=inbound: self._process(i, on_new_message))
+            await self.inbox.submit(inbound.wa_id, "message", asdict(inbound))
         return counts
 
     # ------------------------------------------------------------------ routes
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         webhook = Blueprint("guichet_whatsapp_webhook", __name__)
+        self.inbox.on("message", lambda data: self._process(Inbound(**data), on_new_message))
+        self.inbox.on("status", lambda data: self._status(Status(**data)))
 
         @webhook.listener("after_server_start")
         async def remember_app(app: Any, loop: Any) -> None:
             self._app = app
+            if self.settings.whatsapp_app_secret:  # otherwise every webhook is refused
+                self.inbox.start()
 
         @webhook.listener("before_server_stop")
         async def close(app: Any, loop: Any) -> None:
+            await self.inbox.stop(timeout=10)
             await self.sender.close()
 
         @webhook.route("/", methods=["GET"])
@@ -416,7 +427,7 @@ class WhatsAppInput(InputChannel):
             except (ValueError, NotWhatsApp) as error:
                 logger.warning("whatsapp: malformed webhook refused: %s", error)
                 return response.json({"error": f"not a WhatsApp webhook: {error}"}, status=400)
-            counts = await self._dispatch(batch, on_new_message)
+            counts = await self._dispatch(batch)
             return response.json({"status": "accepted", **counts})
 
         @webhook.route("/deliveries", methods=["GET"])
@@ -427,10 +438,3 @@ class WhatsAppInput(InputChannel):
             return response.json({"recipient": recipient, "failures": self.deliveries.failures(recipient)})
 
         return webhook
-
-
-def _job(function: Callable[[Any], None], argument: Any) -> Callable[[], Awaitable[None]]:
-    async def run() -> None:
-        function(argument)
-
-    return run
