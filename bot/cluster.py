@@ -130,7 +130,9 @@ def endpoints(layout: Layout) -> dict[str, Any]:
         "action_endpoint": {"url": f"http://127.0.0.1:{layout.action_port}/webhook"},
         "tracker_store": tracker_store,
         "lock_store": {
-            "type": "redis", "url": redis.host or "127.0.0.1", "port": redis.port or 6379,
+            # Rasa's Redis lock store that carries on in memory while Redis is down.
+            "type": "bot.lock_store.ResilientRedisLockStore", "url": redis.host or "127.0.0.1",
+            "port": redis.port or 6379,
             "db": int(redis.database or 0), "password": redis.password, "key_prefix": "guichet",
         },
     }

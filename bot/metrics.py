@@ -29,6 +29,7 @@ RATE_LIMITED = Counter("guichet_rate_limited_total", "Citizen messages dropped: 
                        ["channel"])
 QUEUED = Gauge("guichet_queued_events", "Webhook events acknowledged and waiting for their sender's turn",
                ["channel"])
+INBOX_DURABLE = Gauge("guichet_inbox_durable", "1 if the next webhook event goes to Redis before its acknowledgement, 0 if it stays in memory (no Redis, or Redis unreachable)", ["channel"])
 ACTIONS = Counter("guichet_actions_total", "Custom actions run by the action server", ["action", "outcome"])
 ACTION_SECONDS = Histogram("guichet_action_seconds", "Custom action duration", ["action"], buckets=LATENCY_BUCKETS)
 

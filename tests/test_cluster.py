@@ -18,10 +18,12 @@ import random
 import secrets
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg2
@@ -54,8 +56,52 @@ def wait(condition, timeout: float = 60, message: str = "timed out") -> object:
     raise AssertionError(message)
 
 
+@dataclass
+class RedisServer:
+    """The cluster's own Redis (the machine's redis-server on a free port, nothing on disk),
+    so that a test can stop and restart it."""
+
+    port: int
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL)
+        wait(lambda: self._ping(), 10, "redis-server did not start")
+
+    def _ping(self) -> bool:
+        try:
+            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterator[tuple[Cluster, GraphApiSimulator]]:
+def redis_server() -> Iterator[RedisServer]:
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server is missing (Debian's redis-server package)")
+    server = RedisServer(random.randrange(30100, 32700))  # below the ephemeral ports (32768-)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, model_path: Path,
+            redis_server: RedisServer) -> Iterator[tuple[Cluster, GraphApiSimulator]]:
     if not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
         pytest.fail("nginx is missing: `make nginx` (called by `make test`) installs Debian's package")
     user = pg_user()
@@ -66,11 +112,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Itera
     commune = workdir / "commune.yml"
     shutil.copy(PROJECT_ROOT / "commune.yml", commune)
     sim = GraphApiSimulator().start()
-    base = random.randrange(20000, 40000, 100)
+    base = random.randrange(20000, 30000, 100)  # base..base+60: below the ephemeral ports (32768-)
     env = {
         **os.environ,
         "GUICHET_DATABASE_URL": f"postgresql://{user}@{PG_HOST}:5432/{database}",
-        "GUICHET_REDIS_URL": "redis://127.0.0.1:6379/2",
+        "GUICHET_REDIS_URL": redis_server.url,
         "GUICHET_CLUSTER_BASE_PORT": str(base),
         "GUICHET_RASA_PORT": str(base + 1),
         "GUICHET_ACTION_PORT": str(base + 2),
@@ -245,6 +291,56 @@ def test_each_process_reports_its_metrics(cluster):
         assert metric(text, "guichet_action_seconds_count", action="action_faq") >= 5
 
 
+def test_a_redis_restart_under_load_delays_answers_and_loses_none(cluster, redis_server):
+    cluster, sim = cluster
+    questions = QUESTIONS[:3]
+    reference = {q: ask(sim, new_psid(), q) for q in questions}
+    asked: dict[str, list[str]] = {}
+    results: dict[str, list[list[str]]] = {}
+    failures: list[BaseException] = []
+    timings: list[tuple[float, float]] = []
+    stop = threading.Event()
+
+    def citizen() -> None:
+        psid = new_psid()
+        asked[psid], results[psid] = [], []
+        try:
+            while not stop.is_set():
+                question = questions[len(asked[psid]) % len(questions)]
+                asked[psid].append(question)
+                started = time.monotonic()
+                results[psid].append(ask(sim, psid, question, expected=len(reference[question])))
+                timings.append((started, time.monotonic() - started))
+                time.sleep(0.3)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=citizen) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    time.sleep(2)
+    down = time.monotonic()
+    redis_server.stop()  # everything Redis held is gone: locks, inbox, de-duplication
+    time.sleep(4)
+    redis_server.start()
+    up = time.monotonic()
+    time.sleep(3)
+    stop.set()
+    for thread in threads:
+        thread.join(300)
+    assert not failures, failures[:3]
+    for psid, replies in results.items():
+        # Every message answered with its real answer (not the safety net's), once, in order.
+        assert [r[0] for r in replies] == [reference[q][0] for q in asked[psid]], (psid, asked[psid], replies)
+        assert len(sim.texts(psid)) == sum(len(reference[q]) for q in asked[psid])
+    during = [seconds for started, seconds in timings if down <= started <= up]
+    others = [seconds for started, seconds in timings if not down <= started <= up]
+    assert len(during) >= 6, "too few messages sent while Redis was down"
+    print(f"Redis down {up - down:.1f} s: {len(during)} messages sent meanwhile, answered in up to "
+          f"{max(during):.1f} s (the {len(others)} others: up to {max(others):.1f} s)")
+    assert_no_errors(cluster)
+
+
 def psids_held_by(cluster: Cluster, pid: int, count: int) -> list[str]:
     """New citizens whose Messenger events the replica of process `pid` processes (the
     holder of their inbox partition, read from the partitions' leases in Redis)."""
@@ -263,6 +359,14 @@ def psids_held_by(cluster: Cluster, pid: int, count: int) -> list[str]:
 
 def test_messages_acknowledged_before_a_replica_is_killed_are_answered_by_the_other(cluster):
     cluster, sim = cluster
+    token = cluster.env["GUICHET_RASA_TOKEN"]
+
+    def durable() -> bool:  # after the Redis restart above, each replica tries Redis again after 5 s
+        return all(metric(requests.get(f"{url}/webhooks/metrics/", headers={"Authorization": f"Bearer {token}"},
+                                       timeout=5).text, "guichet_inbox_durable", channel="messenger") == 1
+                   for url in cluster.layout.replica_urls())
+
+    wait(durable, 30, "the Messenger inbox does not use Redis")
     expected = ask(sim, new_psid(), QUESTIONS[1])
     victim = cluster.processes["rasa-1"]
     psids = psids_held_by(cluster, victim.pid, 6)

@@ -16,7 +16,7 @@ import redis
 from bot.channels import inbox as inbox_module
 from bot.channels.inbox import GROUP, MAX_DELIVERIES, Inbox
 
-REDIS_URL = "redis://127.0.0.1:6379/3"
+REDIS_URL = "redis://127.0.0.1:6379/4"
 
 
 def redis_available() -> bool:
@@ -234,3 +234,32 @@ def test_a_new_replica_gets_its_share_and_the_old_one_hands_it_over(channel):
     assert asyncio.run(scenario()) == (2, 2)
     for s in range(8):
         assert recorder.of(f"s{s}") == list(range(10))
+
+
+@needs_redis
+def test_a_partition_lost_while_busy_is_not_processed_twice(channel):
+    recorder = Recorder()
+
+    async def scenario() -> None:
+        first = Inbox(channel, REDIS_URL, partitions=1, lease_seconds=3)
+
+        async def slow(data: dict[str, Any]) -> None:
+            await asyncio.sleep(1.0)
+            recorder.seen.append(("first", data["sender"], data["n"]))
+
+        first.on("message", slow)
+        first.start()
+        await until(lambda: len(first._held) == 1)
+        await first.submit("s", "message", {"sender": "s", "n": 0})
+        await until(lambda: bool(first.in_flight))
+        # Redis forgets the lease and the replicas while the event is processed (a restart):
+        # whichever replica takes the partition next must not process it again.
+        redis.Redis.from_url(REDIS_URL).delete(f"guichet:inbox:{channel}:0:lease", f"guichet:inbox:{channel}:replicas")
+        second = replica(channel, recorder, "second", partitions=1, lease=3)
+        second.start()
+        await asyncio.sleep(5)
+        await first.stop()
+        await second.stop()
+
+    asyncio.run(scenario())
+    assert recorder.of("s") == [0]

@@ -21,7 +21,8 @@ stream, *then* the webhook is acknowledged: nothing acknowledged is lost with a 
   twice. An event that was taken over `MAX_DELIVERIES` times (it kills its replica?) is
   dropped with an error log.
 - If Redis is unreachable when a webhook arrives, its events are processed by this
-  process in memory (as without Redis) and Redis is retried 30 s later.
+  process in memory (as without Redis) and Redis is retried 5 s later
+  (`guichet_inbox_durable{channel}` is 0 meanwhile).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ from redis import asyncio as redis_asyncio
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError, ResponseError
 
-from bot.channels.webhook_tools import REDIS_RETRY_SECONDS, SenderQueues
+from bot import metrics
+from bot.channels.webhook_tools import SenderQueues
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ Handler = Callable[[dict[str, Any]], Awaitable[None]]
 GROUP = "workers"
 CONSUMER = "holder"  # one holder per partition at a time: they all read as one consumer
 MAX_DELIVERIES = 3
+# After a failed XADD, events stay in memory (not durable) this long before Redis is tried again.
+REDIS_RETRY_SECONDS = 5
 TICK = 1.0
 
 
@@ -69,6 +73,9 @@ class Inbox:
         self._redis_retry_at = 0.0
         self._task: asyncio.Task | None = None
         self._held: dict[int, _Partition] = {}
+        # (stream, entry id) of the events this replica is processing or will process.
+        self.in_flight: set[tuple[str, bytes]] = set()
+        metrics.INBOX_DURABLE.labels(channel).set_function(lambda: float(self.durable))
 
     # Producing ---------------------------------------------------------------------
     def on(self, kind: str, handler: Handler) -> None:
@@ -76,7 +83,8 @@ class Inbox:
 
     @property
     def durable(self) -> bool:
-        return bool(self.redis_url)
+        """Whether the next event goes to Redis before its acknowledgement."""
+        return bool(self.redis_url) and time.monotonic() >= self._redis_retry_at
 
     def stream(self, partition: int) -> str:
         return f"guichet:inbox:{self.channel}:{partition}"
@@ -88,7 +96,7 @@ class Inbox:
         """Queues the event; returns once it is safe to acknowledge the webhook."""
         if kind not in self._handlers:
             raise KeyError(f"no handler for {kind!r}")
-        if self.redis_url and time.monotonic() >= self._redis_retry_at:
+        if self.durable:
             fields = {"sender": sender, "kind": kind, "data": json.dumps(data, ensure_ascii=False)}
             try:
                 await self._client().xadd(self.stream(self.partition_of(sender)), fields)
@@ -205,7 +213,9 @@ class _Partition:
         self.lock = lock
         self.stream = inbox.stream(number)
         self.reader: asyncio.Task = None  # type: ignore[assignment]
-        self.in_flight: set[bytes] = set()
+
+    def busy(self) -> bool:
+        return any(stream == self.stream for stream, _ in self.inbox.in_flight)
 
     async def renew(self) -> bool:
         try:
@@ -216,24 +226,38 @@ class _Partition:
 
     async def finish(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while self.in_flight and time.monotonic() < deadline:
+        while self.busy() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         try:
             await self.lock.release()
         except (LockError, RedisError, OSError):
             pass
 
-    async def read(self) -> None:
-        client = self.inbox._client()
+    async def _create_group(self, client: Any) -> None:
         try:
             await client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        await self._take_over(client)
+
+    async def read(self) -> None:
+        client = self.inbox._client()
+        while True:
+            try:
+                await self._create_group(client)
+                await self._take_over(client)
+                break
+            except (RedisError, OSError) as exc:
+                logger.warning("%s inbox: partition %d not readable yet (%s)", self.inbox.channel, self.number, exc)
+                await asyncio.sleep(TICK)
         while True:
             try:
                 entries = await client.xreadgroup(GROUP, CONSUMER, {self.stream: ">"}, count=100, block=1000)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self._create_group(client)  # a Redis restarted without its data
+                continue
             except (RedisError, OSError) as exc:
                 logger.warning("%s inbox: reading partition %d failed (%s)", self.inbox.channel, self.number, exc)
                 await asyncio.sleep(TICK)
@@ -243,17 +267,27 @@ class _Partition:
                     self._dispatch(entry_id, fields)
 
     async def _take_over(self, client: Any) -> None:
-        """What an earlier holder read and did not finish, in order."""
-        pending = await client.xpending_range(self.stream, GROUP, min="-", max="+", count=10_000)
+        """What an earlier holder read and did not finish, in order. An event read less
+        than a lease ago may still be in the hands of a replica that lost the partition
+        without dying (Redis restarted): it gets that long to finish it."""
+        lease_ms = self.inbox.lease_seconds * 1000
+        while True:
+            pending = [p for p in await client.xpending_range(self.stream, GROUP, min="-", max="+", count=10_000)
+                       if (self.stream, p["message_id"]) not in self.inbox.in_flight]
+            if not any(p["time_since_delivered"] < lease_ms for p in pending):
+                break
+            await asyncio.sleep(TICK)
         if not pending:
             return
         deliveries = {p["message_id"]: p["times_delivered"] for p in pending}
         logger.warning("%s inbox: partition %d: %d events left unfinished by another replica, processing them now",
                        self.inbox.channel, self.number, len(pending))
-        entries = await client.xreadgroup(GROUP, CONSUMER, {self.stream: "0"}, count=len(pending))
+        entries = await client.xreadgroup(GROUP, CONSUMER, {self.stream: "0"}, count=10_000)
         for _stream, items in entries or []:
             for entry_id, fields in items:
-                if deliveries.get(entry_id, 0) >= MAX_DELIVERIES:
+                if entry_id not in deliveries:
+                    continue  # finished meanwhile, or processing in this replica
+                if deliveries[entry_id] >= MAX_DELIVERIES:
                     logger.error("%s inbox: event %s of partition %d dropped after %d attempts: %s",
                                  self.inbox.channel, entry_id.decode(), self.number, MAX_DELIVERIES,
                                  (fields or {}).get(b"data", b"")[:300])
@@ -271,7 +305,8 @@ class _Partition:
             logger.error("%s inbox: unreadable event %s dropped (%r)", self.inbox.channel, entry_id, exc)
             asyncio.get_running_loop().create_task(self._done(entry_id))
             return
-        self.in_flight.add(entry_id)
+        key = (self.stream, entry_id)
+        self.inbox.in_flight.add(key)
 
         async def job() -> None:
             try:
@@ -279,7 +314,7 @@ class _Partition:
             except Exception:  # noqa: BLE001 - a failed event is not retried: logged, done
                 logger.exception("%s inbox: processing an event of %s failed", self.inbox.channel, sender)
             except asyncio.CancelledError:
-                self.in_flight.discard(entry_id)  # unfinished: pending for the next holder
+                self.inbox.in_flight.discard(key)  # unfinished: pending for the next holder
                 raise
             await self._done(entry_id)
 
@@ -287,10 +322,16 @@ class _Partition:
 
     async def _done(self, entry_id: bytes) -> None:
         try:
-            async with self.inbox._client().pipeline(transaction=True) as pipe:
-                await pipe.xack(self.stream, GROUP, entry_id).xdel(self.stream, entry_id).execute()
-        except (RedisError, OSError) as exc:
-            # It stays pending: the next holder of the partition processes it again.
-            logger.warning("%s inbox: could not mark %s done (%s)", self.inbox.channel, entry_id, exc)
+            # Twice: after a Redis restart, the first try may fall on a pooled connection
+            # to the old server (XACK and XDEL can be repeated safely).
+            for attempt in (1, 2):
+                try:
+                    async with self.inbox._client().pipeline(transaction=True) as pipe:
+                        await pipe.xack(self.stream, GROUP, entry_id).xdel(self.stream, entry_id).execute()
+                    return
+                except (RedisError, OSError) as exc:
+                    if attempt == 2:
+                        # It stays pending: the next holder of the partition processes it again.
+                        logger.warning("%s inbox: could not mark %s done (%s)", self.inbox.channel, entry_id, exc)
         finally:
-            self.in_flight.discard(entry_id)
+            self.inbox.in_flight.discard((self.stream, entry_id))

@@ -1,0 +1,69 @@
+"""The cluster's lock store (bot/lock_store.py): Rasa's Redis lock store on the real local
+Redis, carrying on in the replica's memory while Redis is unreachable."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import pytest
+import redis
+from rasa.utils.endpoints import EndpointConfig
+
+from bot import lock_store as lock_store_module
+from bot.lock_store import ResilientRedisLockStore
+from tests.test_inbox import needs_redis
+
+
+@needs_redis
+def test_locks_live_in_redis_and_serialize_a_conversation():
+    prefix = f"t{secrets.token_hex(4)}"
+    store = ResilientRedisLockStore(EndpointConfig(url="127.0.0.1", port=6379, db=4, key_prefix=prefix))
+    client = redis.Redis(db=4)
+    order: list[str] = []
+
+    async def turn(name: str) -> None:
+        async with store.lock("citizen", wait_time_in_seconds=0.01):
+            order.append(f"{name} in")
+            assert client.exists(f"{prefix}:lock:citizen")  # shared with the other replicas
+            await asyncio.sleep(0.05)
+            order.append(f"{name} out")
+
+    async def scenario() -> None:
+        await asyncio.gather(turn("a"), turn("b"))
+
+    asyncio.run(scenario())
+    assert order == ["a in", "a out", "b in", "b out"]
+    assert not client.exists(f"{prefix}:lock:citizen")
+    assert store.memory.conversation_locks == {}
+
+
+def test_with_redis_unreachable_conversations_are_locked_in_memory(caplog, monkeypatch):
+    monkeypatch.setattr(lock_store_module, "RETRY_SECONDS", 60)
+    store = ResilientRedisLockStore(EndpointConfig(url="127.0.0.1", port=9, db=0))
+    order: list[str] = []
+
+    async def turn(name: str) -> None:
+        async with store.lock("citizen", wait_time_in_seconds=0.01):
+            order.append(f"{name} in")
+            await asyncio.sleep(0.05)
+            order.append(f"{name} out")
+
+    async def scenario() -> None:
+        await asyncio.gather(turn("a"), turn("b"))
+
+    asyncio.run(scenario())
+    assert order == ["a in", "a out", "b in", "b out"]
+    assert store.memory.conversation_locks == {}
+    assert any("Redis lock store unreachable" in r.getMessage() for r in caplog.records)
+
+
+def test_rasa_builds_it_from_endpoints():
+    from rasa.core.lock_store import LockStore
+
+    config = EndpointConfig(type="bot.lock_store.ResilientRedisLockStore", url="127.0.0.1", port=6379, db=4,
+                            key_prefix="guichet")
+    store = LockStore.create(config)
+    assert isinstance(store, ResilientRedisLockStore)
+    with pytest.raises(Exception, match="Could not find a class"):
+        LockStore.create(EndpointConfig(type="bot.lock_store.Nope"))
