@@ -2,7 +2,7 @@
 
     python -m bench.cluster [--levels 10,50,200] [--messages 3]  ->  bench/results/cluster.json
 
-For each layout (PostgreSQL tracker store, Redis lock store, nginx, as many action
+For each layout (PostgreSQL tracker store, Redis lock store and webhook inbox, nginx, as many action
 servers as replicas) and each level, that many Messenger citizens write at once through
 the signed webhook (Graph API = local simulator), each sending `messages` questions one
 after the other (the next once the previous is answered, as people do). Measured:
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
+import redis
 
 from bench.messenger_webhook import QUESTIONS, RESULTS
 from bot.cluster import Cluster, Layout
@@ -106,12 +107,15 @@ def level(sim: GraphApiSimulator, conversations: int, messages: int) -> dict[str
 
 def run_layout(replicas: int, levels: list[int], messages: int, model: Path) -> dict[str, Any]:
     database = f"guichet_bench_{secrets.token_hex(4)}"
+    redis_url = "redis://127.0.0.1:6379/3"
+    # The benchmark's own Redis database: no inbox stream, lease or replica of an earlier run.
+    redis.Redis.from_url(redis_url).flushdb()
     sim = GraphApiSimulator().start()
-    base = 41000 + 200 * replicas
+    base = 21000 + 200 * replicas  # below the ephemeral ports (32768-)
     env = {
         **os.environ, **sim.bot_env(timeout=10, backoff=0.5),
         "GUICHET_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{database}",
-        "GUICHET_REDIS_URL": "redis://127.0.0.1:6379/3",
+        "GUICHET_REDIS_URL": redis_url,
         "GUICHET_CLUSTER_REPLICAS": str(replicas), "GUICHET_CLUSTER_ACTION_SERVERS": str(replicas),
         "GUICHET_CLUSTER_BASE_PORT": str(base), "GUICHET_RASA_PORT": str(base + 1),
         "GUICHET_ACTION_PORT": str(base + 2), "GUICHET_CONSOLE_PORT": str(base + 3),
@@ -152,7 +156,7 @@ def main(levels: list[int] | None = None, messages: int = 3) -> dict[str, Any]:
     report = {
         "benchmark": "cluster",
         "description": f"{levels} Messenger citizens at once, {messages} questions each (next after the answer), "
-                       "signed webhooks through nginx; PostgreSQL tracker store, Redis lock store",
+                       "signed webhooks through nginx; PostgreSQL tracker store, Redis lock store and webhook inbox",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_average_1m": round(os.getloadavg()[0], 2)},
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -263,3 +263,33 @@ def test_a_partition_lost_while_busy_is_not_processed_twice(channel):
 
     asyncio.run(scenario())
     assert recorder.of("s") == [0]
+
+
+@needs_redis
+def test_a_partition_handed_over_while_busy_is_kept_until_its_events_are_done(channel, caplog):
+    recorder = Recorder()
+
+    async def scenario() -> dict[int, str]:
+        first = Inbox(channel, REDIS_URL, partitions=2, lease_seconds=2)
+
+        async def slow(data: dict[str, Any]) -> None:
+            await asyncio.sleep(4)  # longer than the lease
+            recorder.seen.append(("first", data["sender"], data["n"]))
+
+        first.on("message", slow)
+        first.start()
+        await until(lambda: len(first._held) == 2)
+        senders = {first.partition_of(f"s{i}"): f"s{i}" for i in range(20)}
+        for sender in senders.values():  # one busy sender in each partition
+            await first.submit(sender, "message", {"sender": sender, "n": 0})
+        await until(lambda: len(first.in_flight) == 2)
+        second = replica(channel, recorder, "second", partitions=2, lease=2)
+        second.start()
+        await until(lambda: len(first._held) == 1 and len(second._held) == 1, timeout=20)
+        await first.stop()
+        await second.stop()
+        return senders
+
+    senders = asyncio.run(scenario())
+    assert sorted(recorder.seen) == sorted(("first", s, 0) for s in senders.values())  # each once
+    assert not any("lost the lease" in r.getMessage() or "left unfinished" in r.getMessage() for r in caplog.records)

@@ -173,13 +173,15 @@ class Inbox:
         await client.zremrangebyscore(self._members_key, "-inf", now - self.lease_seconds)
         members = sorted(m.decode() for m in await client.zrange(self._members_key, 0, -1))
         mine = {n for n in range(self.partitions) if members[n % len(members)] == self.replica} if members else set()
-        for number in list(self._held):
-            partition = self._held[number]
-            if number not in mine or partition.reader.done():
+        for number, partition in list(self._held.items()):
+            if partition.draining and not partition.busy():
                 await self._release(number)
             elif not await partition.renew():
                 logger.error("%s inbox: lost the lease of partition %d", self.channel, number)
                 await self._release(number, lost=True)
+            elif number not in mine or partition.reader.done():
+                # Handed over once what was read from it is finished; renewed meanwhile.
+                await partition.stop_reading()
         for number in sorted(mine - set(self._held)):
             lock = Lock(client, f"{self.stream(number)}:lease", timeout=self.lease_seconds, blocking=False,
                         thread_local=False)
@@ -191,10 +193,7 @@ class Inbox:
 
     async def _release(self, number: int, timeout: float = 10, lost: bool = False) -> None:
         partition = self._held.pop(number)
-        partition.reader.cancel()
-        (outcome,) = await asyncio.gather(partition.reader, return_exceptions=True)
-        if isinstance(outcome, Exception):
-            logger.error("%s inbox: reading partition %d failed: %r", self.channel, number, outcome)
+        await partition.stop_reading()
         if not lost:
             await partition.finish(timeout)
 
@@ -213,6 +212,16 @@ class _Partition:
         self.lock = lock
         self.stream = inbox.stream(number)
         self.reader: asyncio.Task = None  # type: ignore[assignment]
+        self.draining = False
+
+    async def stop_reading(self) -> None:
+        if self.draining:
+            return
+        self.draining = True
+        self.reader.cancel()
+        (outcome,) = await asyncio.gather(self.reader, return_exceptions=True)
+        if isinstance(outcome, Exception):
+            logger.error("%s inbox: reading partition %d failed: %r", self.inbox.channel, self.number, outcome)
 
     def busy(self) -> bool:
         return any(stream == self.stream for stream, _ in self.inbox.in_flight)
