@@ -121,7 +121,9 @@ def endpoints(layout: Layout) -> dict[str, Any]:
     db: URL = make_url(layout.database_url)
     redis: URL = make_url(layout.redis_url)
     tracker_store: dict[str, Any] = {
-        "type": "SQL", "dialect": "postgresql", "url": db.host or "127.0.0.1", "port": db.port or 5432,
+        # Rasa's SQL tracker store that checks its connections (PostgreSQL restarts).
+        "type": "bot.tracker_store.ResilientSQLTrackerStore", "dialect": "postgresql",
+        "url": db.host or "127.0.0.1", "port": db.port or 5432,
         "db": db.database, "username": db.username, "password": db.password or "",
     }
     if db.query:

@@ -43,7 +43,7 @@ from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError, ResponseError
 
 from bot import metrics
-from bot.channels.webhook_tools import SenderQueues
+from bot.channels.webhook_tools import REDIS_RETRY_SECONDS, REDIS_TIMEOUT_SECONDS, SenderQueues
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +51,6 @@ Handler = Callable[[dict[str, Any]], Awaitable[None]]
 GROUP = "workers"
 CONSUMER = "holder"  # one holder per partition at a time: they all read as one consumer
 MAX_DELIVERIES = 3
-# After a failed XADD, events stay in memory (not durable) this long before Redis is tried again.
-REDIS_RETRY_SECONDS = 5
 TICK = 1.0
 
 
@@ -112,7 +110,8 @@ class Inbox:
 
     def _client(self) -> Any:
         if self._redis is None:
-            self._redis = redis_asyncio.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=2)
+            self._redis = redis_asyncio.from_url(self.redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS,
+                                                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
         return self._redis
 
     # Consuming ---------------------------------------------------------------------

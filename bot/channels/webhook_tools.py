@@ -28,7 +28,11 @@ from bot import metrics
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
-REDIS_RETRY_SECONDS = 30
+# After a Redis failure, this process uses its memory this long before trying Redis again.
+REDIS_RETRY_SECONDS = 5
+# Generous: Rasa's inference blocks the event loop for a while, and a timer that fires late
+# would take a slow loop for a dead Redis.
+REDIS_TIMEOUT_SECONDS = 5
 
 
 def sign(app_secret: str, body: bytes) -> str:
@@ -85,7 +89,8 @@ class SeenIds:
 
     async def _seen_in_redis(self, key: str) -> bool:
         if self._redis is None:
-            self._redis = redis_asyncio.from_url(self.redis_url, socket_timeout=1, socket_connect_timeout=1)
+            self._redis = redis_asyncio.from_url(self.redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS,
+                                                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
         added = await self._redis.set(f"guichet:seen:{self.namespace}:{key}", "1", nx=True, ex=max(1, int(self.ttl)))
         return not added
 

@@ -1,5 +1,6 @@
-"""The cluster's lock store (bot/lock_store.py): Rasa's Redis lock store on the real local
-Redis, carrying on in the replica's memory while Redis is unreachable."""
+"""The cluster's Rasa stores: the lock store (bot/lock_store.py) on the real local Redis,
+carrying on in the replica's memory while Redis is unreachable; the SQL tracker store
+(bot/tracker_store.py) checking its connections."""
 
 from __future__ import annotations
 
@@ -67,3 +68,28 @@ def test_rasa_builds_it_from_endpoints():
     assert isinstance(store, ResilientRedisLockStore)
     with pytest.raises(Exception, match="Could not find a class"):
         LockStore.create(EndpointConfig(type="bot.lock_store.Nope"))
+
+
+def test_the_tracker_store_checks_its_connections_and_keeps_conversations(tmp_path):
+    from rasa.core.tracker_store import TrackerStore
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from bot.tracker_store import ResilientSQLTrackerStore
+
+    config = EndpointConfig(type="bot.tracker_store.ResilientSQLTrackerStore", dialect="sqlite",
+                            db=str(tmp_path / "tracker.db"))
+    store = TrackerStore.create(config, Domain.empty())
+    inner = getattr(store, "_tracker_store", store)  # Rasa wraps it
+    assert isinstance(inner, ResilientSQLTrackerStore)  # not Rasa's silent in-memory fallback
+    assert inner.engine.pool._pre_ping
+
+    async def scenario() -> list[str]:
+        tracker = DialogueStateTracker("citizen", slots=[])
+        tracker.update(UserUttered("bonjour"))
+        await store.save(tracker)
+        again = await store.retrieve("citizen")
+        return [e.text for e in again.events if isinstance(e, UserUttered)]
+
+    assert asyncio.run(scenario()) == ["bonjour"]
