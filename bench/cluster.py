@@ -1,6 +1,6 @@
 """The production layout under load: 1 Rasa replica vs 2 behind nginx (bot/cluster.py).
 
-    python -m bench.cluster [--levels 10,50,200] [--messages 3]  ->  bench/results/cluster.json
+    python -m bench.cluster [--levels 10,50,200] [--messages 3] [--out cluster.json]  ->  bench/results/<out>
 
 For each layout (PostgreSQL tracker store, Redis lock store and webhook inbox, nginx, as many action
 servers as replicas) and each level, that many Messenger citizens write at once through
@@ -8,7 +8,9 @@ the signed webhook (Graph API = local simulator), each sending `messages` questi
 after the other (the next once the previous is answered, as people do). Measured:
 throughput (answered messages per second of the level's wall time), acknowledgement and
 reply latency (POST to the bot's first message for it) p50/p95/p99, messages left
-unanswered, and the resident memory of every process at the end.
+unanswered, each citizen's transcript against the answers of their own questions in order
+(nothing missing, doubled, reordered or meant for someone else), and the resident memory
+of every process at the end.
 
 Both layouts share this machine's cores: 2 replicas on 2 cores compete with each other,
 with PostgreSQL, Redis, nginx and the action servers (README: Benchmarks).
@@ -63,9 +65,10 @@ def rss_mb(pid: int) -> float | None:
 def conversation(sim: GraphApiSimulator, messages: int, start: threading.Barrier,
                  out: list[dict[str, Any]]) -> None:
     psid = new_psid()
+    offset = hash(psid) % len(QUESTIONS)
     start.wait()
     for index in range(messages):
-        question = QUESTIONS[(index + hash(psid)) % len(QUESTIONS)]
+        question = QUESTIONS[(index + offset) % len(QUESTIONS)]
         before = len(sim.sent_to(psid))
         body = webhook("page", [{"id": sim.page_id, "messaging": [text_item(psid, sim.page_id, question,
                                                                              timestamp=now_ms())]}])
@@ -79,12 +82,59 @@ def conversation(sim: GraphApiSimulator, messages: int, start: threading.Barrier
         while time.monotonic() < deadline and len(sim.sent_to(psid)) <= before:
             time.sleep(0.05)
         sent = sim.sent_to(psid)[before:]
-        out.append({"status": status, "ack": ack, "reply": sent[0].at - began if sent else None})
+        out.append({"psid": psid, "offset": offset, "status": status, "ack": ack,
+                    "reply": sent[0].at - began if sent else None})
         if not sent:
             return  # unanswered: the citizen gives up
 
 
-def level(sim: GraphApiSimulator, conversations: int, messages: int) -> dict[str, Any]:
+def settle(sim: GraphApiSimulator, psids: list[str], quiet: float = 2.0) -> None:
+    """Waits until nothing more is sent to these citizens for `quiet` seconds."""
+    count = -1
+    while count != (count := sum(len(sim.sent_to(p)) for p in psids)):
+        time.sleep(quiet)
+
+
+def references(sim: GraphApiSimulator, messages: int) -> dict[int, list[str]]:
+    """The transcript of each sequence of questions the citizens ask (by its first
+    question), written alone, one message after the other once the answer is complete."""
+    transcripts = {}
+    for offset in range(len(QUESTIONS)):
+        psid = new_psid()
+        for index in range(messages):
+            question = QUESTIONS[(index + offset) % len(QUESTIONS)]
+            sim.deliver(webhook("page", [{"id": sim.page_id, "messaging": [text_item(psid, sim.page_id, question)]}]))
+            settle(sim, [psid], quiet=1.0)
+        transcripts[offset] = sim.texts(psid)
+    return transcripts
+
+
+def transcripts(sim: GraphApiSimulator, results: list[dict[str, Any]], reference: dict[int, list[str]]) -> dict:
+    """Each citizen's transcript against the one of the same questions asked alone."""
+    offsets = {result["psid"]: result["offset"] for result in results}
+    counts = {"exact": 0, "missing_texts": 0, "extra_texts": 0, "out_of_order": 0, "foreign_texts": 0}
+    for psid, offset in offsets.items():
+        expected = reference[offset]
+        got = sim.texts(psid)
+        counts["foreign_texts"] += sum(1 for text in got if text not in expected)
+        if got == expected:
+            counts["exact"] += 1
+        elif len(got) < len(expected):
+            counts["missing_texts"] += len(expected) - len(got)
+        elif len(got) > len(expected):
+            counts["extra_texts"] += len(got) - len(expected)
+        else:
+            counts["out_of_order"] += 1
+        if got != expected and "first_mismatch" not in counts:
+            at = next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b),
+                      min(len(got), len(expected)))
+            counts["first_mismatch"] = {"index": at, "got": [t[:80] for t in got[at:at + 2]],
+                                        "expected": [t[:80] for t in expected[at:at + 2]]}
+    return {"conversations": len(offsets), **counts}
+
+
+def level(sim: GraphApiSimulator, conversations: int, messages: int,
+          reference: dict[int, list[str]] | None = None) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     start = threading.Barrier(conversations)
     threads = [threading.Thread(target=conversation, args=(sim, messages, start, results))
@@ -96,12 +146,16 @@ def level(sim: GraphApiSimulator, conversations: int, messages: int) -> dict[str
         thread.join()
     wall = time.monotonic() - began
     replies = [r["reply"] for r in results if r["reply"] is not None]
+    checked = {}
+    if reference:
+        settle(sim, list({r["psid"] for r in results}))
+        checked = {"transcripts": transcripts(sim, results, reference)}
     return {
         "conversations": conversations, "messages_sent": len(results), "answered": len(replies),
         "unanswered": conversations * messages - len(replies), "not_acknowledged_200": sum(
             1 for r in results if r["status"] != 200),
         "wall_s": round(wall, 1), "throughput_msg_per_s": round(len(replies) / wall, 2),
-        "ack": percentiles([r["ack"] for r in results]), "reply": percentiles(replies),
+        "ack": percentiles([r["ack"] for r in results]), "reply": percentiles(replies), **checked,
     }
 
 
@@ -130,9 +184,10 @@ def run_layout(replicas: int, levels: list[int], messages: int, model: Path) -> 
     try:
         cluster.start()
         level(sim, 5, 1)  # warm-up
+        reference = references(sim, messages)
         results = {}
         for conversations in levels:
-            results[str(conversations)] = level(sim, conversations, messages)
+            results[str(conversations)] = level(sim, conversations, messages, reference)
             print(f"{replicas} replica(s), {conversations} conversations:", json.dumps(results[str(conversations)]),
                   flush=True)
         memory = {name: rss_mb(process.pid) for name, process in cluster.processes.items()}
@@ -146,7 +201,7 @@ def run_layout(replicas: int, levels: list[int], messages: int, model: Path) -> 
     return {"replicas": replicas, "levels": results, "memory_rss_mb": memory}
 
 
-def main(levels: list[int] | None = None, messages: int = 3) -> dict[str, Any]:
+def main(levels: list[int] | None = None, messages: int = 3, out: str = "cluster.json") -> dict[str, Any]:
     from bot.faq.training import ensure_model
 
     levels = levels or [10, 50, 200]
@@ -165,7 +220,7 @@ def main(levels: list[int] | None = None, messages: int = 3) -> dict[str, Any]:
                               for k in one if one[k]["throughput_msg_per_s"]},
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cluster.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    (RESULTS / out).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report
 
 
@@ -173,5 +228,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", default="10,50,200")
     parser.add_argument("--messages", type=int, default=3)
+    parser.add_argument("--out", default="cluster.json", help="file name in bench/results/")
     args = parser.parse_args()
-    print(json.dumps(main([int(v) for v in args.levels.split(",")], args.messages), indent=2, ensure_ascii=False))
+    print(json.dumps(main([int(v) for v in args.levels.split(",")], args.messages, args.out), indent=2,
+                     ensure_ascii=False))
