@@ -9,7 +9,7 @@ import secrets
 import pytest
 import redis
 
-from bot.channels.webhook_tools import SeenIds, SenderRateLimit, bearer_ok
+from bot.channels.webhook_tools import REDIS_RETRY_SECONDS, SeenIds, SenderRateLimit, bearer_ok
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -52,7 +52,7 @@ def test_unreachable_redis_falls_back_on_memory(caplog):
         return [await seen.seen_before("m.1"), await seen.seen_before("m.1")]
 
     assert asyncio.run(scenario()) == [False, True]
-    assert "this process's memory for 30 s" in caplog.text
+    assert f"this process's memory for {REDIS_RETRY_SECONDS} s" in caplog.text
     assert caplog.text.count("Redis unreachable") == 1  # the second call did not wait for Redis again
 
 
