@@ -109,6 +109,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, model_path: Path, redis_se
         "GUICHET_MODEL_CACHE": "",
         "GUICHET_NOW": "2026-03-03T10:00",
         "GUICHET_INBOX_LEASE_SECONDS": "3",
+        # The restart tests' citizens write without pause for a while: above the per-sender
+        # limit of a real citizen (tested in test_messenger.py), which would drop messages.
+        "GUICHET_SENDER_BURST": "1000",
+        "GUICHET_SENDER_PER_MINUTE": "1000",
         "TICKET_LOCK_LIFETIME": "8",
         **sim.bot_env(),
     }
