@@ -19,6 +19,13 @@ import psycopg2
 import redis
 
 
+def redis_available(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
 def free_port() -> int:
     """A port nobody listens on, below Linux's ephemeral ports (32768-)."""
     import socket

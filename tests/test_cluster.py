@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg2
@@ -272,26 +273,32 @@ def test_each_process_reports_its_metrics(cluster):
         assert metric(text, "guichet_action_seconds_count", action="action_faq") >= 5
 
 
-def test_a_redis_restart_under_load_delays_answers_and_loses_none(cluster, redis_server):
-    cluster, sim = cluster
-    questions = QUESTIONS[:3]
-    reference = {q: ask(sim, new_psid(), q) for q in questions}
-    asked: dict[str, list[str]] = {}
-    results: dict[str, list[list[str]]] = {}
+@dataclass
+class Sent:
+    at: float
+    seconds: float
+    question: str
+    replies: list[str]
+
+
+def write_through_an_outage(sim: GraphApiSimulator, questions: list[str], expected: dict[str, int],
+                            server: RedisServer | PostgresServer, after: float) -> tuple[dict[str, list[Sent]], float, float]:
+    """6 citizens write without pause (0.3 s between an answer and their next question);
+    2 s in, `server` is stopped for 4 s, then restarted; they stop `after` seconds later.
+    Returns what each citizen sent, and when the server went down and came back."""
+    sent: dict[str, list[Sent]] = {}
     failures: list[BaseException] = []
-    timings: list[tuple[float, float]] = []
     stop = threading.Event()
 
     def citizen() -> None:
         psid = new_psid()
-        asked[psid], results[psid] = [], []
+        sent[psid] = []
         try:
             while not stop.is_set():
-                question = questions[len(asked[psid]) % len(questions)]
-                asked[psid].append(question)
+                question = questions[len(sent[psid]) % len(questions)]
                 started = time.monotonic()
-                results[psid].append(ask(sim, psid, question, expected=len(reference[question])))
-                timings.append((started, time.monotonic() - started))
+                replies = ask(sim, psid, question, expected=expected[question])
+                sent[psid].append(Sent(started, time.monotonic() - started, question, replies))
                 time.sleep(0.3)
         except BaseException as exc:  # noqa: BLE001 - reported below
             failures.append(exc)
@@ -301,21 +308,32 @@ def test_a_redis_restart_under_load_delays_answers_and_loses_none(cluster, redis
         thread.start()
     time.sleep(2)
     down = time.monotonic()
-    redis_server.stop()  # everything Redis held is gone: locks, inbox, de-duplication
+    server.stop()
     time.sleep(4)
-    redis_server.start()
+    server.start()
     up = time.monotonic()
-    time.sleep(3)
+    time.sleep(after)
     stop.set()
     for thread in threads:
         thread.join(300)
     assert not failures, failures[:3]
-    for psid, replies in results.items():
+    return sent, down, up
+
+
+def test_a_redis_restart_under_load_delays_answers_and_loses_none(cluster, redis_server):
+    cluster, sim = cluster
+    questions = QUESTIONS[:3]
+    reference = {q: ask(sim, new_psid(), q) for q in questions}
+    # Everything Redis held is gone at the restart: locks, inbox, de-duplication.
+    sent, down, up = write_through_an_outage(sim, questions, {q: len(r) for q, r in reference.items()},
+                                             redis_server, after=3)
+    for psid, messages in sent.items():
         # Every message answered with its real answer (not the safety net's), once, in order.
-        assert [r[0] for r in replies] == [reference[q][0] for q in asked[psid]], (psid, asked[psid], replies)
-        assert len(sim.texts(psid)) == sum(len(reference[q]) for q in asked[psid])
-    during = [seconds for started, seconds in timings if down <= started <= up]
-    others = [seconds for started, seconds in timings if not down <= started <= up]
+        asked = [m.question for m in messages]
+        assert [m.replies[0] for m in messages] == [reference[q][0] for q in asked], (psid, messages)
+        assert len(sim.texts(psid)) == sum(len(reference[q]) for q in asked)
+    during = [m.seconds for messages in sent.values() for m in messages if down <= m.at <= up]
+    others = [m.seconds for messages in sent.values() for m in messages if not down <= m.at <= up]
     assert len(during) >= 6, "too few messages sent while Redis was down"
     print(f"Redis down {up - down:.1f} s: {len(during)} messages sent meanwhile, answered in up to "
           f"{max(during):.1f} s (the {len(others)} others: up to {max(others):.1f} s)")
@@ -330,63 +348,35 @@ def test_a_postgresql_restart_under_load_gets_every_message_a_reply(cluster, pos
     questions = [q for q in QUESTIONS if q != QUESTIONS[0]][:3]
     reference = {q: ask(sim, new_psid(), q) for q in questions}
     assert all(len(replies) == 1 for replies in reference.values())  # one text: the safety net's size
-    asked: dict[str, list[tuple[float, str]]] = {}
-    failures: list[BaseException] = []
-    stop = threading.Event()
-
-    def citizen() -> None:
-        psid = new_psid()
-        asked[psid] = []
-        try:
-            while not stop.is_set():
-                question = questions[len(asked[psid]) % len(questions)]
-                asked[psid].append((time.monotonic(), question))
-                ask(sim, psid, question, expected=1)
-                time.sleep(0.3)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            failures.append(exc)
-
-    threads = [threading.Thread(target=citizen) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    time.sleep(2)
-    down = time.monotonic()
-    postgres_server.stop()
-    time.sleep(4)
-    postgres_server.start()
-    up = time.monotonic()
-    time.sleep(4)
-    stop.set()
-    for thread in threads:
-        thread.join(300)
-    assert not failures, failures[:3]
+    sent, down, up = write_through_an_outage(sim, questions, dict.fromkeys(questions, 1), postgres_server, after=4)
     time.sleep(1.5)  # anything sent twice would have arrived by now
     contact_details = 0
-    for psid, sent in asked.items():
+    for psid, messages in sent.items():
         texts = sim.texts(psid)
-        assert len(texts) == len(sent), psid  # one reply per message: none lost, none doubled
-        for (at, question), text in zip(sent, texts, strict=True):
+        assert len(texts) == len(messages), psid  # one reply per message: none lost, none doubled
+        for message, text in zip(messages, texts, strict=True):
             if text.startswith(SAFETY_NET):
                 # Only while PostgreSQL was away: no conversation can be read or written.
-                assert down - 1 <= at <= up + 1, (psid, question, text)
+                assert down - 1 <= message.at <= up + 1, (psid, message.question, text)
                 contact_details += 1
             else:
-                assert text == reference[question][0], (psid, question, text)
-    after = [a for sent in asked.values() for a, _ in sent if a > up + 1]
+                assert text == reference[message.question][0], (psid, message.question, text)
+    after = [m.at for messages in sent.values() for m in messages if m.at > up + 1]
     assert len(after) >= 6, "too few messages after the restart"
     # The transcripts (what agents and the citizen's data export read): Rasa keeps the turns
     # of the outage in the replica's memory (its fail-safe tracker store), not in PostgreSQL.
     connection = psycopg2.connect(postgres_server.url)
     with connection, connection.cursor() as cursor:
         cursor.execute("SELECT sender_id, count(*) FROM events WHERE type_name = 'user' AND sender_id = ANY(%s) "
-                       "GROUP BY sender_id", (list(asked),))
+                       "GROUP BY sender_id", (list(sent),))
         stored = dict(cursor.fetchall())
     connection.close()
-    missing = sum(len(sent) - stored.get(psid, 0) for psid, sent in asked.items())
-    during = sum(1 for sent in asked.values() for a, _ in sent if down - 1 <= a <= up + 1)
-    assert 0 <= missing <= during + len(asked)  # at most the outage's turns (and one in flight each)
+    total = sum(len(messages) for messages in sent.values())
+    missing = total - sum(stored.get(psid, 0) for psid in sent)
+    during = sum(1 for messages in sent.values() for m in messages if down - 1 <= m.at <= up + 1)
+    assert 0 <= missing <= during + len(sent)  # at most the outage's turns (and one in flight each)
     print(f"PostgreSQL down {up - down:.1f} s: {contact_details} messages got the contact details instead "
-          f"of their answer, {sum(len(s) for s in asked.values()) - contact_details} their answer; "
+          f"of their answer, {total - contact_details} their answer; "
           f"{missing} of the {during} turns of the outage are missing from the stored transcripts")
 
 

@@ -15,18 +15,14 @@ import redis
 
 from bot.channels import inbox as inbox_module
 from bot.channels.inbox import GROUP, MAX_DELIVERIES, Inbox
+from tests.services import redis_available
 
 REDIS_URL = "redis://127.0.0.1:6379/4"
 
 
-def redis_available() -> bool:
-    try:
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
 
 
-needs_redis = pytest.mark.skipif(not redis_available(), reason="no Redis on 127.0.0.1:6379")
+needs_redis = pytest.mark.skipif(not redis_available(REDIS_URL), reason="no Redis on 127.0.0.1:6379")
 
 
 @pytest.fixture

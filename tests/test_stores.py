@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -16,17 +17,14 @@ from bot.lock_store import ResilientRedisLockStore
 from tests.test_inbox import needs_redis
 
 
-@needs_redis
-def test_locks_live_in_redis_and_serialize_a_conversation():
-    prefix = f"t{secrets.token_hex(4)}"
-    store = ResilientRedisLockStore(EndpointConfig(url="127.0.0.1", port=6379, db=4, key_prefix=prefix))
-    client = redis.Redis(db=4)
+def two_turns(store: ResilientRedisLockStore, during: Callable[[], None] = lambda: None) -> list[str]:
+    """Two messages of one conversation at once: the order in which they held its lock."""
     order: list[str] = []
 
     async def turn(name: str) -> None:
         async with store.lock("citizen", wait_time_in_seconds=0.01):
             order.append(f"{name} in")
-            assert client.exists(f"{prefix}:lock:citizen")  # shared with the other replicas
+            during()
             await asyncio.sleep(0.05)
             order.append(f"{name} out")
 
@@ -34,7 +32,19 @@ def test_locks_live_in_redis_and_serialize_a_conversation():
         await asyncio.gather(turn("a"), turn("b"))
 
     asyncio.run(scenario())
-    assert order == ["a in", "a out", "b in", "b out"]
+    return order
+
+
+@needs_redis
+def test_locks_live_in_redis_and_serialize_a_conversation():
+    prefix = f"t{secrets.token_hex(4)}"
+    store = ResilientRedisLockStore(EndpointConfig(url="127.0.0.1", port=6379, db=4, key_prefix=prefix))
+    client = redis.Redis(db=4)
+
+    def shared() -> None:
+        assert client.exists(f"{prefix}:lock:citizen")  # shared with the other replicas
+
+    assert two_turns(store, shared) == ["a in", "a out", "b in", "b out"]
     assert not client.exists(f"{prefix}:lock:citizen")
     assert store.memory.conversation_locks == {}
 
@@ -42,19 +52,7 @@ def test_locks_live_in_redis_and_serialize_a_conversation():
 def test_with_redis_unreachable_conversations_are_locked_in_memory(caplog, monkeypatch):
     monkeypatch.setattr(lock_store_module, "RETRY_SECONDS", 60)
     store = ResilientRedisLockStore(EndpointConfig(url="127.0.0.1", port=9, db=0))
-    order: list[str] = []
-
-    async def turn(name: str) -> None:
-        async with store.lock("citizen", wait_time_in_seconds=0.01):
-            order.append(f"{name} in")
-            await asyncio.sleep(0.05)
-            order.append(f"{name} out")
-
-    async def scenario() -> None:
-        await asyncio.gather(turn("a"), turn("b"))
-
-    asyncio.run(scenario())
-    assert order == ["a in", "a out", "b in", "b out"]
+    assert two_turns(store) == ["a in", "a out", "b in", "b out"]
     assert store.memory.conversation_locks == {}
     assert any("Redis lock store unreachable" in r.getMessage() for r in caplog.records)
 

@@ -10,18 +10,14 @@ import pytest
 import redis
 
 from bot.channels.webhook_tools import REDIS_RETRY_SECONDS, SeenIds, SenderRateLimit, bearer_ok
+from tests.services import redis_available
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def redis_available() -> bool:
-    try:
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
 
 
-@pytest.mark.skipif(not redis_available(), reason="no Redis on 127.0.0.1:6379")
+@pytest.mark.skipif(not redis_available(REDIS_URL), reason="no Redis on 127.0.0.1:6379")
 def test_two_replicas_share_what_they_have_seen():
     namespace = f"test-{secrets.token_hex(4)}"
 
@@ -35,7 +31,7 @@ def test_two_replicas_share_what_they_have_seen():
     assert 0 < ttl <= 60
 
 
-@pytest.mark.skipif(not redis_available(), reason="no Redis on 127.0.0.1:6379")
+@pytest.mark.skipif(not redis_available(REDIS_URL), reason="no Redis on 127.0.0.1:6379")
 def test_concurrent_deliveries_of_one_event_pass_once():
     namespace = f"test-{secrets.token_hex(4)}"
 
