@@ -134,7 +134,7 @@ def main(conversations: int = CONVERSATIONS, rounds: int = ROUNDS) -> dict[str, 
         wait_http(f"http://127.0.0.1:{action_port}/health",
                   spawn("-m", "rasa_sdk", "--actions", "actions", "--port", str(action_port)))
         wait_http(f"http://127.0.0.1:{rasa_port}/", spawn(
-            "-m", "rasa", "run", "--model", str(model), "--endpoints", str(workdir / "endpoints.yml"),
+            "-m", "bot.rasa_server", "run", "--model", str(model), "--endpoints", str(workdir / "endpoints.yml"),
             "--credentials", str(workdir / "credentials.yml"), "--interface", "127.0.0.1", "--port", str(rasa_port),
             "--enable-api", f"--auth-token={env['GUICHET_RASA_TOKEN']}"), timeout=300)
         wait_http(f"{console_url}/healthz", spawn("-m", "bot.console"))

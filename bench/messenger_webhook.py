@@ -2,10 +2,12 @@
 
     python -m bench.messenger_webhook   ->  bench/results/messenger_webhook.json
 
-Starts an action server and one Rasa server with two channels, both talking to the local
-Graph API simulator: Guichet's `messenger` and Rasa's stock `facebook` (via
-bench/stock_facebook.py, signed with the legacy SHA-1 header it checks). For each channel,
-50 citizens each POST one signed webhook at the same moment. Measured:
+Three layouts, one after the other, each an action server and a Rasa server talking to the
+local Graph API simulator: Rasa's stock `facebook` channel (via bench/stock_facebook.py,
+signed with the legacy SHA-1 header it checks) on stock `rasa run`; Guichet's `messenger`
+channel on stock `rasa run`; Guichet's `messenger` on `bot.rasa_server` (the NLU parse off
+the event loop, as `make run` and the cluster run it). For each, 50 citizens each POST one
+signed webhook at the same moment. Measured:
 - ack latency: until the webhook's HTTP answer (Meta times out at 20 s and then retries);
 - reply latency: from the POST to the bot's first message recorded by the simulator.
 """
@@ -96,21 +98,30 @@ def burst(sim: GraphApiSimulator, channel: str, citizens: int, timeout: float = 
     }
 
 
-def main(citizens: int = CITIZENS) -> dict[str, Any]:
-    from bot.faq.training import ensure_model
+# (name, channel, Rasa entry module): Rasa's stock channel on stock `rasa run`; Guichet's
+# channel on stock `rasa run`; Guichet as it is deployed
+# (`bot.rasa_server`: action answers checked with a prepared validator, parsing in threads).
+LAYOUTS = [
+    ("rasa_stock_facebook", "facebook", "rasa"),
+    ("guichet_messenger_stock_rasa_run", "messenger", "rasa"),
+    ("guichet_messenger", "messenger", "bot.rasa_server"),
+]
+CREDENTIALS = {
+    "messenger": "bot.channels.messenger.MessengerInput:\n",
+    "facebook": "bench.stock_facebook.SimulatedFacebookInput:\n"
+                "  verify: {verify}\n  secret: {secret}\n  page-access-token: {token}\n",
+}
 
-    model = ensure_model()
+
+def measure(model: Path, sim: GraphApiSimulator, channel: str, entry: str, citizens: int) -> dict[str, Any]:
+    """Starts an action server and a Rasa server with `channel`, sends a burst, stops them."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-messenger-"))
-    sim = GraphApiSimulator().start()
     rasa_port, action_port = free_port(), free_port()
     sim.bot_url = f"http://127.0.0.1:{rasa_port}"
     env = {**os.environ, **sim.bot_env(timeout=10, backoff=0.5), "GUICHET_MODEL_CACHE": "",
            "GUICHET_RASA_TOKEN": secrets.token_urlsafe(16)}
-    (workdir / "credentials.yml").write_text(
-        "bot.channels.messenger.MessengerInput:\n"
-        "bench.stock_facebook.SimulatedFacebookInput:\n"
-        f"  verify: {sim.verify_token}\n  secret: {sim.app_secret}\n  page-access-token: {sim.access_token}\n"
-    )
+    (workdir / "credentials.yml").write_text(CREDENTIALS[channel].format(
+        verify=sim.verify_token, secret=sim.app_secret, token=sim.access_token))
     (workdir / "endpoints.yml").write_text(
         f'action_endpoint:\n  url: "http://127.0.0.1:{action_port}/webhook"\n'
         f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {workdir / 'tracker.db'}\n"
@@ -123,16 +134,13 @@ def main(citizens: int = CITIZENS) -> dict[str, Any]:
         processes.append(actions)
         wait_http(f"http://127.0.0.1:{action_port}/health", actions)
         rasa = subprocess.Popen(
-            [sys.executable, "-m", "rasa", "run", "--model", str(model), "--endpoints", str(workdir / "endpoints.yml"),
+            [sys.executable, "-m", entry, "run", "--model", str(model), "--endpoints", str(workdir / "endpoints.yml"),
              "--credentials", str(workdir / "credentials.yml"), "--interface", "127.0.0.1", "--port", str(rasa_port)],
             cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         processes.append(rasa)
         wait_http(f"http://127.0.0.1:{rasa_port}/", rasa, timeout=300)
-        results: dict[str, Any] = {}
-        for channel in ("messenger", "facebook"):
-            burst(sim, channel, 5)  # warm-up
-            results[channel] = burst(sim, channel, citizens)
-            print(channel, json.dumps(results[channel]), flush=True)
+        burst(sim, channel, 5)  # warm-up
+        return burst(sim, channel, citizens)
     finally:
         for process in processes:
             process.terminate()
@@ -141,17 +149,32 @@ def main(citizens: int = CITIZENS) -> dict[str, Any]:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def main(citizens: int = CITIZENS) -> dict[str, Any]:
+    from bot.faq.training import ensure_model
+    from bot.processor import nlu_threads
+
+    model = ensure_model()
+    sim = GraphApiSimulator().start()
+    results: dict[str, Any] = {}
+    try:
+        for name, channel, entry in LAYOUTS:
+            results[name] = measure(model, sim, channel, entry, citizens)
+            print(name, json.dumps(results[name]), flush=True)
+    finally:
         sim.stop()
     report = {
         "benchmark": "messenger_webhook",
         "description": f"{citizens} citizens POST one signed webhook each at the same moment; "
-                       "Graph API = local simulator; one Rasa server, one action server, SQLite tracker store",
+                       "Graph API = local simulator; one Rasa server, one action server, SQLite tracker store; "
+                       "each layout alone on the machine, one after the other",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_average_1m": round(os.getloadavg()[0], 2)},
         "guichet_meta_max_concurrent": get_settings().meta_max_concurrent,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "guichet_messenger": results["messenger"],
-        "rasa_stock_facebook": results["facebook"],
+        "guichet_nlu_threads": nlu_threads(),
+        **results,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "messenger_webhook.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")

@@ -118,7 +118,7 @@ def main(config: Path = PROJECT_ROOT / "config.yml") -> dict[str, Any]:
         wait_http(f"http://127.0.0.1:{action_port}/health", actions)
         rasa_url = f"http://127.0.0.1:{rasa_port}"
         rasa = subprocess.Popen(
-            [sys.executable, "-m", "rasa", "run", "--model", str(model), "--endpoints", str(work / "endpoints.yml"),
+            [sys.executable, "-m", "bot.rasa_server", "run", "--model", str(model), "--endpoints", str(work / "endpoints.yml"),
              "--credentials", "credentials.yml", "--interface", "127.0.0.1", "--port", str(rasa_port),
              "--enable-api", f"--auth-token={env['GUICHET_RASA_TOKEN']}"],
             cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -274,7 +274,7 @@ class Cluster:
         port = self.layout.replica_ports[index]
         env = {**self.env, "SANIC_WORKERS": self.env.get("GUICHET_SANIC_WORKERS") or "1"}
         return self._spawn(f"rasa-{index + 1}", [
-            sys.executable, "-m", "rasa", "run", "--model", str(self.model), "--endpoints", str(endpoints_file),
+            sys.executable, "-m", "bot.rasa_server", "run", "--model", str(self.model), "--endpoints", str(endpoints_file),
             "--credentials", "credentials.yml", "--interface", "127.0.0.1", "--port", str(port), "--enable-api",
             f"--auth-token={self.env['GUICHET_RASA_TOKEN']}",
         ], env)

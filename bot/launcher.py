@@ -163,12 +163,12 @@ def main() -> None:
     endpoints = runtime_endpoints(action_port)
     common = ["--model", str(model), "--endpoints", str(endpoints)]
     if args.shell:
-        shell = subprocess.Popen([python, "-m", "rasa", "shell", *common], cwd=PROJECT_ROOT)
+        shell = subprocess.Popen([python, "-m", "bot.rasa_server", "shell", *common], cwd=PROJECT_ROOT)
         processes.append(shell)
         shell.wait()
         stop()
     server = [
-        python, "-m", "rasa", "run", *common, "--credentials", "credentials.yml",
+        python, "-m", "bot.rasa_server", "run", *common, "--credentials", "credentials.yml",
         "--interface", host, "--port", rasa_port, "--enable-api",
         # "=" form: a random token may start with "-", which argparse would take for an option.
         f"--auth-token={os.environ['GUICHET_RASA_TOKEN']}",

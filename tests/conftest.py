@@ -110,7 +110,7 @@ class Stack:
         process = self._spawn(
             "rasa",
             [
-                sys.executable, "-m", "rasa", "run", "--model", str(self.model),
+                sys.executable, "-m", "bot.rasa_server", "run", "--model", str(self.model),
                 "--endpoints", str(endpoints), "--credentials", "credentials.yml",
                 "--interface", "127.0.0.1", "--port", str(self.rasa_port),
                 "--enable-api", f"--auth-token={self.env['GUICHET_RASA_TOKEN']}",  # token may start with "-"
