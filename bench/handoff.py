@@ -112,7 +112,7 @@ def main(conversations: int = CONVERSATIONS, rounds: int = ROUNDS) -> dict[str, 
     (workdir / "credentials.yml").write_text("bot.channels.messenger.MessengerInput:\n")
     (workdir / "endpoints.yml").write_text(
         f'action_endpoint:\n  url: "http://127.0.0.1:{action_port}/webhook"\n'
-        f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {workdir / 'tracker.db'}\n"
+        f"tracker_store:\n  type: bot.tracker_store.ResilientSQLTrackerStore\n  dialect: sqlite\n  db: {workdir / 'tracker.db'}\n"
     )
     upgrade(database)
     accounts = Accounts(database)

@@ -100,7 +100,8 @@ def burst(sim: GraphApiSimulator, channel: str, citizens: int, timeout: float = 
 
 # (name, channel, Rasa entry module): Rasa's stock channel on stock `rasa run`; Guichet's
 # channel on stock `rasa run`; Guichet as it is deployed
-# (`bot.rasa_server`: action answers checked with a prepared validator, parsing in threads).
+# (`bot.rasa_server`: action answers checked with a prepared validator, parsing in threads,
+# and `bot.tracker_store`: the tracker store's SQL in a thread).
 LAYOUTS = [
     ("rasa_stock_facebook", "facebook", "rasa"),
     ("guichet_messenger_stock_rasa_run", "messenger", "rasa"),
@@ -122,9 +123,10 @@ def measure(model: Path, sim: GraphApiSimulator, channel: str, entry: str, citiz
            "GUICHET_RASA_TOKEN": secrets.token_urlsafe(16)}
     (workdir / "credentials.yml").write_text(CREDENTIALS[channel].format(
         verify=sim.verify_token, secret=sim.app_secret, token=sim.access_token))
+    store = "SQL" if entry == "rasa" else "bot.tracker_store.ResilientSQLTrackerStore"
     (workdir / "endpoints.yml").write_text(
         f'action_endpoint:\n  url: "http://127.0.0.1:{action_port}/webhook"\n'
-        f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {workdir / 'tracker.db'}\n"
+        f"tracker_store:\n  type: {store}\n  dialect: sqlite\n  db: {workdir / 'tracker.db'}\n"
     )
     processes: list[subprocess.Popen] = []
     log = (workdir / "servers.log").open("ab")

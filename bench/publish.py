@@ -110,7 +110,7 @@ def main(config: Path = PROJECT_ROOT / "config.yml") -> dict[str, Any]:
         }
         (work / "endpoints.yml").write_text(
             f'action_endpoint:\n  url: "http://127.0.0.1:{action_port}/webhook"\n'
-            f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {work / 'guichet.db'}\n", encoding="utf-8")
+            f"tracker_store:\n  type: bot.tracker_store.ResilientSQLTrackerStore\n  dialect: sqlite\n  db: {work / 'guichet.db'}\n", encoding="utf-8")
         log = (work / "servers.log").open("ab")
         actions = subprocess.Popen([sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(action_port)],
                                    cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -105,7 +105,7 @@ class Stack:
         endpoints = self.workdir / "endpoints.yml"
         endpoints.write_text(
             f'action_endpoint:\n  url: "http://127.0.0.1:{self.action_port}/webhook"\n'
-            f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {self.workdir / 'tracker.db'}\n"
+            f"tracker_store:\n  type: bot.tracker_store.ResilientSQLTrackerStore\n  dialect: sqlite\n  db: {self.workdir / 'tracker.db'}\n"
         )
         process = self._spawn(
             "rasa",

@@ -1,6 +1,6 @@
 """The cluster's Rasa stores: the lock store (bot/lock_store.py) on the real local Redis,
 carrying on in the replica's memory while Redis is unreachable; the SQL tracker store
-(bot/tracker_store.py) checking its connections."""
+(bot/tracker_store.py) checking its connections and running its SQL off the event loop."""
 
 from __future__ import annotations
 
@@ -91,3 +91,119 @@ def test_the_tracker_store_checks_its_connections_and_keeps_conversations(tmp_pa
         return [e.text for e in again.events if isinstance(e, UserUttered)]
 
     assert asyncio.run(scenario()) == ["bonjour"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def tracker_store(request, tmp_path):
+    """The tracker store as Rasa builds it from endpoints.yml, on SQLite or PostgreSQL."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from rasa.core.tracker_store import TrackerStore
+    from rasa.shared.core.domain import Domain
+
+    from tests.handoff_support import database_url
+
+    with database_url(request.param, tmp_path) as url:
+        if request.param == "sqlite":
+            config = EndpointConfig(type="bot.tracker_store.ResilientSQLTrackerStore", dialect="sqlite",
+                                    db=str(tmp_path / "tracker.db"))
+        else:
+            parts = urlsplit(url)
+            config = EndpointConfig(type="bot.tracker_store.ResilientSQLTrackerStore", dialect="postgresql",
+                                    url=parts.hostname, port=parts.port, db=parts.path.lstrip("/"),
+                                    username=parts.username,
+                                    query={k: v[0] for k, v in parse_qs(parts.query).items()})
+        store = TrackerStore.create(config, Domain.empty())
+        yield getattr(store, "_tracker_store", store)
+        store_engine = getattr(store, "_tracker_store", store).engine
+        store_engine.dispose()
+
+
+def test_conversations_saved_at_once_keep_their_events_in_order(tracker_store):
+    """40 conversations of 3 turns each, all at once: the SQL runs in the store's threads,
+    and every conversation reads back exactly its own events, in order."""
+    import threading
+
+    from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    threads: set[str] = set()
+    scope = tracker_store.session_scope
+
+    def recording_scope():
+        threads.add(threading.current_thread().name)
+        return scope()
+
+    tracker_store.session_scope = recording_scope
+
+    async def conversation(index: int) -> None:
+        tracker = DialogueStateTracker(f"citizen-{index}", slots=[])
+        for turn in range(3):
+            tracker.update(UserUttered(f"question {turn} de {index} 🙂 <b>x</b>"))
+            tracker.update(ActionExecuted("action_guichet_faq"))
+            tracker.update(BotUttered(f"réponse {turn} à {index}"))
+            await tracker_store.save(tracker)
+            tracker = await tracker_store.retrieve(f"citizen-{index}")
+
+    async def scenario() -> None:
+        await asyncio.gather(*(conversation(i) for i in range(40)))
+
+    asyncio.run(scenario())
+
+    async def read(index: int) -> list[str]:
+        tracker = await tracker_store.retrieve(f"citizen-{index}")
+        return [e.text for e in tracker.events if isinstance(e, (UserUttered, BotUttered))]
+
+    for index in range(40):
+        expected = [text for turn in range(3) for text in
+                    (f"question {turn} de {index} 🙂 <b>x</b>", f"réponse {turn} à {index}")]
+        assert asyncio.run(read(index)) == expected
+    assert threads and all(name.startswith("guichet-tracker-store") for name in threads)
+
+
+def test_the_event_loop_runs_while_the_tracker_store_writes(tracker_store):
+    import time
+
+    from rasa.shared.core.events import UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    insert = tracker_store._insert_new_events
+
+    def slow_insert(tracker):  # a slow disk, a busy database
+        time.sleep(0.5)
+        insert(tracker)
+
+    tracker_store._insert_new_events = slow_insert
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    async def scenario() -> DialogueStateTracker | None:
+        task = asyncio.create_task(ticker())
+        tracker = DialogueStateTracker("citizen", slots=[])
+        tracker.update(UserUttered("bonjour"))
+        await tracker_store.save(tracker)
+        task.cancel()
+        return await tracker_store.retrieve("citizen")
+
+    stored = asyncio.run(scenario())
+    assert [e.text for e in stored.events if isinstance(e, UserUttered)] == ["bonjour"]
+    assert ticks >= 10
+
+
+def test_run_without_loop_refuses_a_coroutine_that_awaits():
+    from bot.tracker_store import run_without_loop
+
+    async def plain() -> int:
+        return 7
+
+    async def awaiting() -> None:
+        await asyncio.sleep(0)
+
+    assert run_without_loop(plain()) == 7
+    with pytest.raises(RuntimeError, match="awaited"):
+        run_without_loop(awaiting())
