@@ -14,6 +14,7 @@ signed webhook at the same moment. Measured:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -22,11 +23,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from bot.launcher import wait_http
 from bot.settings import PROJECT_ROOT, get_settings
@@ -61,33 +62,26 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 def burst(sim: GraphApiSimulator, channel: str, citizens: int, timeout: float = 300) -> dict[str, Any]:
-    """`citizens` signed webhooks at once on `channel`; waits for every first reply."""
+    """`citizens` signed webhooks at once on `channel`; waits for every first reply.
+
+    The bodies are built and signed first, then posted together from one event loop
+    (aiohttp): the client adds well under a millisecond per request, where 50 threads
+    with `requests` added about 100 ms at p95 to the measured acknowledgements."""
     ids = [new_psid() for _ in range(citizens)]
-    start = threading.Barrier(citizens)
     signature = "sha1" if channel == "facebook" else "valid"
-
-    def post(index: int) -> tuple[str, float, float, int]:
-        body = webhook("page", [{"id": sim.page_id, "messaging": [
-            text_item(ids[index], sim.page_id, QUESTIONS[index % len(QUESTIONS)], timestamp=now_ms())]}])
-        start.wait()
-        began = time.time()
-        try:
-            status = sim.deliver(body, platform=channel, signature=signature, timeout=120).status_code
-        except Exception:  # noqa: BLE001 - a timeout is a result here
-            status = 0
-        return ids[index], began, time.time() - began, status
-
-    with ThreadPoolExecutor(citizens) as pool:
-        posts = list(pool.map(post, range(citizens)))
+    prepared = [sim.prepare(webhook("page", [{"id": sim.page_id, "messaging": [
+        text_item(ids[index], sim.page_id, QUESTIONS[index % len(QUESTIONS)], timestamp=now_ms())]}]),
+        platform=channel, signature=signature) for index in range(citizens)]
+    posts = asyncio.run(post_all(prepared))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and sum(1 for i in ids if sim.sent_to(i)) < citizens:
         time.sleep(0.2)
     replies = []
-    for user, began, _, _ in posts:
+    for user, (began, _, _) in zip(ids, posts, strict=True):
         sent = sim.sent_to(user)
         if sent:
             replies.append(sent[0].at - began)
-    acks = [ack for _, _, ack, status in posts if status == 200]
+    acks = [ack for _, ack, status in posts if status == 200]
     return {
         "citizens": citizens,
         "acknowledged_200": len(acks),
@@ -96,6 +90,24 @@ def burst(sim: GraphApiSimulator, channel: str, citizens: int, timeout: float = 
         "replied": len(replies),
         "reply": percentiles(replies),
     }
+
+
+async def post_all(prepared: list[tuple[str, bytes, dict[str, str]]]) -> list[tuple[float, float, int]]:
+    """POSTs every (url, body, headers) at once; (wall-clock start, seconds to the answer, status)."""
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
+
+        async def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[float, float, int]:
+            began, started = time.time(), time.perf_counter()
+            try:
+                async with session.post(url, data=body, headers=headers) as answer:
+                    await answer.read()
+                    status = answer.status
+            except (aiohttp.ClientError, asyncio.TimeoutError):  # a timeout is a result here
+                status = 0
+            return began, time.perf_counter() - started, status
+
+        return await asyncio.gather(*(post(*request) for request in prepared))
 
 
 # (name, channel, Rasa entry module): Rasa's stock channel on stock `rasa run`; Guichet's

@@ -10,7 +10,7 @@ its asyncio event loop: while one message is parsed (~15 ms on 2 cores), the ser
 neither acknowledge a webhook, nor answer a health check, nor push an agent's reply. With
 50 citizens writing at once, the last webhook waited about half a second for its 200.
 
-`OffLoopMessageProcessor` parses in a small thread pool instead (TensorFlow and NumPy
+`OffLoopMessageProcessor` parses in a worker thread instead (TensorFlow and NumPy
 release the GIL while they compute), so the loop stays free for I/O. Everything else is
 Rasa's: the lock store still serialises each conversation, so order is unchanged.
 `install()` makes Rasa's `Agent` build this processor for every model it loads (at start
@@ -38,13 +38,17 @@ from rasa.shared.core.trackers import DialogueStateTracker
 structlogger = structlog.get_logger()
 
 THREADS_VARIABLE = "GUICHET_NLU_THREADS"
-DEFAULT_THREADS = 2
+DEFAULT_THREADS = 1
 
 _executor: ThreadPoolExecutor | None = None
 
 
 def nlu_threads() -> int:
-    """Threads parsing messages (`GUICHET_NLU_THREADS`, 2 by default, at least 1)."""
+    """Threads parsing messages (`GUICHET_NLU_THREADS`, 1 by default).
+
+    One thread frees the event loop; a second did not answer 50 citizens faster on
+    2 cores (bench/messenger_webhook.py, 2026-12-03: reply p95 1.6-2.5 s with 1 thread,
+    1.8-2.7 s with 2)."""
     try:
         return max(1, int(os.environ.get(THREADS_VARIABLE, DEFAULT_THREADS)))
     except ValueError:

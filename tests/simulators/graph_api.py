@@ -467,6 +467,13 @@ class GraphApiSimulator:
                 raw: bytes | None = None, timeout: float = 30) -> requests.Response:
         """POSTs a webhook to the bot like Meta: serialised, signed (`valid`, `forged`,
         `none`, `sha1`), and records the citizens' messages for the windows."""
+        url, body, headers = self.prepare(payload, platform=platform, signature=signature, raw=raw)
+        return requests.post(url, data=body, headers=headers, timeout=timeout)
+
+    def prepare(self, payload: Any, *, platform: str | None = None, signature: str = "valid",
+                raw: bytes | None = None) -> tuple[str, bytes, dict[str, str]]:
+        """What `deliver` POSTs (URL, body, headers), the citizens' messages recorded for the
+        windows: for clients that send it themselves (the benchmarks' async clients)."""
         if platform is None:
             platform = "instagram" if isinstance(payload, dict) and payload.get("object") == "instagram" else "messenger"
         body = raw if raw is not None else encode(payload)
@@ -491,7 +498,7 @@ class GraphApiSimulator:
             headers[SIGNATURE_HEADER] = sign("not-the-app-secret", body)
         elif signature == "sha1":
             headers["X-Hub-Signature"] = "sha1=" + hmac.new(self.app_secret.encode(), body, hashlib.sha1).hexdigest()
-        return requests.post(self.webhook_url(platform), data=body, headers=headers, timeout=timeout)
+        return self.webhook_url(platform), body, headers
 
     def account_id(self, platform: str) -> str:
         return self.ig_account_id if platform == "instagram" else self.page_id
