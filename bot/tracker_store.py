@@ -11,6 +11,13 @@ Two changes to Rasa's `SQLTrackerStore`, which is otherwise used unchanged:
   worker threads (one for SQLite, whose writers must take turns; several for PostgreSQL).
   Each conversation is still handled by one turn at a time (Rasa's lock store), so the
   order of its events is unchanged.
+- While the database is unreachable, Rasa would write a turn to its in-memory fail-safe
+  store and never to the database: the turns of an outage were missing from the
+  transcripts agents read and citizens export. Here a conversation that cannot be saved
+  is kept in the replica's memory (its next turns continue from it) and written back,
+  every event once, as soon as the database answers again: at the conversation's next
+  turn or by a background retry every few seconds. What a replica kept is lost if that
+  replica dies before the database comes back (logged, with the count).
 
 endpoints.yml: `tracker_store: {type: bot.tracker_store.ResilientSQLTrackerStore,
 dialect: postgresql, url: <host>, port: …, db: …, username: …, password: …}` (the
@@ -21,17 +28,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Coroutine
+import logging
+from collections.abc import Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from rasa.core.tracker_store import SQLTrackerStore, create_engine_kwargs
+from rasa.shared.core.events import Event
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.nlu.constants import INTENT_NAME_KEY
 
 T = TypeVar("T")
 POSTGRESQL_THREADS = 4
+# Errors that mean "the database cannot be reached now" (server down, restarting,
+# connection lost, SQLite locked), not "this write is wrong".
+UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError)
+RETRY_SECONDS = 2.0
+MAX_KEPT = 10_000  # conversations kept in memory at most; beyond, Rasa's fail-safe store
+
+logger = logging.getLogger(__name__)
 
 
 def run_without_loop(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -53,30 +69,85 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
         self.sessionmaker = sa.orm.session.sessionmaker(bind=self.engine)
         threads = 1 if url.get_backend_name() == "sqlite" else POSTGRESQL_THREADS
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="guichet-tracker-store")
+        # Conversations that could not be saved, by sender id (see the module's docstring).
+        self.kept: dict[str, DialogueStateTracker] = {}
+        self._writing_back = asyncio.Lock()
+        self._retrying: asyncio.Task[None] | None = None
 
     async def _in_thread(self, function: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
     async def _retrieve(self, sender_id: str, fetch_events_from_all_sessions: bool) -> DialogueStateTracker | None:
+        if sender_id in self.kept and not await self.write_back(sender_id):
+            return self.kept[sender_id]  # the database is still away: go on from memory
         parent = super()._retrieve
         return await self._in_thread(lambda: run_without_loop(parent(sender_id, fetch_events_from_all_sessions)))
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         """Rasa's `save`: events to the event broker if any, then the new ones to the table."""
         await self.stream_events(tracker)
-        await self._in_thread(self._insert_new_events, tracker)
+        if tracker.sender_id in self.kept:
+            self.kept[tracker.sender_id] = tracker
+            await self.write_back(tracker.sender_id)
+            return
+        try:
+            await self._in_thread(self._insert_new_events, tracker)
+        except UNREACHABLE as error:
+            if len(self.kept) >= MAX_KEPT:
+                raise
+            self.kept[tracker.sender_id] = tracker
+            logger.warning("tracker_store_unreachable %s", json.dumps({
+                "kept_in_memory": len(self.kept), "error": type(error.orig or error).__name__}))
+            if self._retrying is None or self._retrying.done():
+                self._retrying = asyncio.create_task(self._retry_kept())
+
+    async def write_back(self, sender_id: str) -> bool:
+        """Writes a kept conversation's unsaved events; False if the database is still away."""
+        async with self._writing_back:
+            tracker = self.kept.get(sender_id)
+            if tracker is None:
+                return True
+            try:
+                written = await self._in_thread(self._insert_events_after_stored, tracker)
+            except UNREACHABLE:
+                return False
+            if self.kept.get(sender_id) is tracker:
+                del self.kept[sender_id]
+            logger.info("tracker_store_written_back %s", json.dumps({"events": written, "still_kept": len(self.kept)}))
+            return True
+
+    async def _retry_kept(self) -> None:
+        while self.kept:
+            await asyncio.sleep(RETRY_SECONDS)
+            for sender_id in list(self.kept):
+                if not await self.write_back(sender_id):
+                    break  # still away: try again later
 
     def _insert_new_events(self, tracker: DialogueStateTracker) -> None:
-        # The body of Rasa 3.6's `SQLTrackerStore.save`, unchanged.
+        # Rasa 3.6's `SQLTrackerStore.save`: the events beyond those stored in this session.
         with self.session_scope() as session:
-            for event in self._additional_events(session, tracker):
-                data = event.as_dict()
-                session.add(self.SQLEvent(
-                    sender_id=tracker.sender_id,
-                    type_name=event.type_name,
-                    timestamp=data.get("timestamp"),
-                    intent_name=data.get("parse_data", {}).get("intent", {}).get(INTENT_NAME_KEY),
-                    action_name=data.get("name"),
-                    data=json.dumps(data),
-                ))
+            self._add(session, tracker.sender_id, self._additional_events(session, tracker))
             session.commit()
+
+    def _insert_events_after_stored(self, tracker: DialogueStateTracker) -> int:
+        """A kept tracker may have started afresh during the outage (Rasa found no
+        conversation to continue): its unsaved events are those after the last stored one."""
+        with self.session_scope() as session:
+            last = session.execute(sa.select(sa.func.max(self.SQLEvent.timestamp))
+                                   .where(self.SQLEvent.sender_id == tracker.sender_id)).scalar()
+            events = [event for event in tracker.events if last is None or (event.timestamp or 0) > last]
+            self._add(session, tracker.sender_id, events)
+            session.commit()
+            return len(events)
+
+    def _add(self, session: Any, sender_id: str, events: Iterable[Event]) -> None:
+        for event in events:
+            data = event.as_dict()
+            session.add(self.SQLEvent(
+                sender_id=sender_id,
+                type_name=event.type_name,
+                timestamp=data.get("timestamp"),
+                intent_name=data.get("parse_data", {}).get("intent", {}).get(INTENT_NAME_KEY),
+                action_name=data.get("name"),
+                data=json.dumps(data),
+            ))

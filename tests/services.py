@@ -10,8 +10,10 @@ import os
 import random
 import shutil
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,3 +116,24 @@ class PostgresServer:
 
     def stop(self) -> None:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
+
+
+@contextmanager
+def private_postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster that a test may stop and start (skips if PostgreSQL's
+    server programs are not installed)."""
+    import pytest
+
+    programs = postgres_bin()
+    if programs is None:
+        pytest.skip("PostgreSQL's server programs (initdb, pg_ctl) are not installed")
+    folder = Path(tempfile.mkdtemp(prefix="guichet-pg-"))
+    server = PostgresServer(folder, free_port(), programs)
+    try:
+        server.init()
+        yield server
+    finally:
+        try:
+            server.stop()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -207,3 +207,58 @@ def test_run_without_loop_refuses_a_coroutine_that_awaits():
     assert run_without_loop(plain()) == 7
     with pytest.raises(RuntimeError, match="awaited"):
         run_without_loop(awaiting())
+
+
+def test_turns_of_a_postgresql_outage_are_written_back_once_it_is_back():
+    """PostgreSQL stopped between turns: the conversation goes on from the replica's memory
+    (a citizen already known, and one first seen during the outage), and once PostgreSQL
+    is back every event is in the table exactly once, in order."""
+    from rasa.core.tracker_store import FailSafeTrackerStore, TrackerStore
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import BotUttered, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from bot import tracker_store as module
+    from tests.services import private_postgres
+
+    def texts(tracker: DialogueStateTracker | None) -> list[str]:
+        return [e.text for e in (tracker.events if tracker else []) if isinstance(e, (UserUttered, BotUttered))]
+
+    with private_postgres() as server:
+        config = EndpointConfig(type="bot.tracker_store.ResilientSQLTrackerStore", dialect="postgresql",
+                                url="127.0.0.1", port=server.port, db="guichet", username="postgres")
+        inner = TrackerStore.create(config, Domain.empty())
+        store = FailSafeTrackerStore(inner)  # as Rasa's Agent wraps it
+
+        async def turn(sender: str, number: int) -> None:
+            tracker = await store.retrieve(sender) or DialogueStateTracker(sender, slots=[])
+            tracker.update(UserUttered(f"{sender} question {number} <b>🙂</b>"))
+            tracker.update(BotUttered(f"{sender} réponse {number}"))
+            await store.save(tracker)
+
+        async def scenario() -> dict[str, list[str]]:
+            await turn("known", 1)
+            server.stop()
+            for number in (2, 3):
+                await turn("known", number)  # kept in memory, continued from memory
+                await turn("new", number)  # first seen now: Rasa starts it afresh
+            assert set(inner.kept) == {"known", "new"}
+            assert texts(await store.retrieve("known"))[-2:] == ["known question 3 <b>🙂</b>", "known réponse 3"]
+            server.start()
+            await turn("known", 4)  # its next turn writes it back first
+            deadline = asyncio.get_running_loop().time() + 20
+            while inner.kept and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.2)  # "new" writes nothing more: the background retry
+            assert not inner.kept
+            return {sender: texts(await inner.retrieve_full_tracker(sender)) for sender in ("known", "new")}
+
+        monkey = pytest.MonkeyPatch()
+        monkey.setattr(module, "RETRY_SECONDS", 0.5)
+        try:
+            stored = asyncio.run(scenario())
+        finally:
+            monkey.undo()
+            inner.engine.dispose()
+    expected = {sender: [t for n in numbers for t in (f"{sender} question {n} <b>🙂</b>", f"{sender} réponse {n}")]
+                for sender, numbers in (("known", (1, 2, 3, 4)), ("new", (2, 3)))}
+    assert stored == expected
