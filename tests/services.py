@@ -5,6 +5,7 @@ servers that the other tests use."""
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import random
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import redis
@@ -137,3 +139,21 @@ def private_postgres() -> Iterator[PostgresServer]:
             server.stop()
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+async def loop_ticks_during(awaitable: Any) -> tuple[Any, int]:
+    """Awaits `awaitable` and counts how often the event loop ran a 10 ms ticker meanwhile:
+    about 50 for 0.5 s of work off the loop, 0 if the work blocked it."""
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    try:
+        return await awaitable, ticks
+    finally:
+        task.cancel()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from rasa.core.agent import Agent
 from rasa.core.channels.channel import UserMessage
 
 from bot import processor
+from tests.services import loop_ticks_during
 
 MESSAGES = [
     "c'est quoi les horaires de la mairie ?", "comment refaire ma carte d'identité",
@@ -64,17 +64,7 @@ async def test_the_event_loop_runs_while_a_message_is_parsed(offloop_agent: Agen
         return parse(*args, **kwargs)
 
     monkeypatch.setattr(offloop_agent.processor, "_parse_message_with_graph", slow)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    task = asyncio.create_task(ticker())
-    parsed = await offloop_agent.processor.parse_message(UserMessage("horaires de la mairie"))
-    task.cancel()
+    parsed, ticks = await loop_ticks_during(offloop_agent.processor.parse_message(UserMessage("horaires de la mairie")))
     assert parsed["intent"]["name"]
     assert ticks >= 10  # the loop kept serving (a webhook's 200, a health check) meanwhile
 

@@ -14,6 +14,7 @@ from rasa.utils.endpoints import EndpointConfig
 
 from bot import lock_store as lock_store_module
 from bot.lock_store import ResilientRedisLockStore
+from tests.services import loop_ticks_during
 from tests.test_inbox import needs_redis
 
 
@@ -174,23 +175,14 @@ def test_the_event_loop_runs_while_the_tracker_store_writes(tracker_store):
         insert(tracker)
 
     tracker_store._insert_new_events = slow_insert
-    ticks = 0
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    async def scenario() -> DialogueStateTracker | None:
-        task = asyncio.create_task(ticker())
+    async def scenario() -> tuple[DialogueStateTracker | None, int]:
         tracker = DialogueStateTracker("citizen", slots=[])
         tracker.update(UserUttered("bonjour"))
-        await tracker_store.save(tracker)
-        task.cancel()
-        return await tracker_store.retrieve("citizen")
+        _, ticks = await loop_ticks_during(tracker_store.save(tracker))
+        return await tracker_store.retrieve("citizen"), ticks
 
-    stored = asyncio.run(scenario())
+    stored, ticks = asyncio.run(scenario())
     assert [e.text for e in stored.events if isinstance(e, UserUttered)] == ["bonjour"]
     assert ticks >= 10
 
