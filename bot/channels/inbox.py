@@ -123,8 +123,7 @@ class Inbox:
     async def stop(self, timeout: float = 10) -> None:
         """Stops reading, finishes what was read, hands the partitions back."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
             self._task = None
         for number in list(self._held):
             await self._release(number, timeout)
@@ -197,6 +196,19 @@ class Inbox:
             await partition.finish(timeout)
 
 
+async def cancel_and_wait(task: asyncio.Task) -> BaseException | None:
+    """Cancels a task, waits for its end and returns its exception, if any.
+
+    A cancellation can be lost: on Python 3.10, `async_timeout` (used by redis-py) turns
+    a cancellation that coincides with its own timeout into a `TimeoutError`, which the
+    reading loops below catch and retry. So the cancellation is repeated until the task
+    ends (a single `cancel()` once hung a replica's shutdown forever)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=TICK)
+    return None if task.cancelled() else task.exception()
+
+
 def inbox_for(channel: str, settings: Any) -> Inbox:
     """The channel's inbox as the settings (bot/settings.py) configure it."""
     return Inbox(channel, settings.redis_url, settings.inbox_partitions, settings.inbox_lease_seconds)
@@ -217,8 +229,7 @@ class _Partition:
         if self.draining:
             return
         self.draining = True
-        self.reader.cancel()
-        (outcome,) = await asyncio.gather(self.reader, return_exceptions=True)
+        outcome = await cancel_and_wait(self.reader)
         if isinstance(outcome, Exception):
             logger.error("%s inbox: reading partition %d failed: %r", self.inbox.channel, self.number, outcome)
 
