@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import secrets
 from types import SimpleNamespace
@@ -41,6 +42,18 @@ def test_pages_need_a_session(console):
     assert response.status_code == 303 and response.headers["Location"] == "/login"
     assert requests.get(f"{console.url}/events", headers={"Accept": "text/event-stream"}, timeout=10).status_code == 401
     assert requests.post(f"{console.url}/escalations/1/claim", timeout=10).status_code == 401
+
+
+def test_a_compressed_request_body_is_refused_before_it_is_read(console):
+    console.create_agent("zip")
+    session = requests.Session()
+    token = csrf_of(session.get(f"{console.url}/login", timeout=10).text)
+    body = gzip.compress(f"csrf_token={token}&username=zip&password={PASSWORD}".encode())
+    response = session.post(f"{console.url}/login", data=body, allow_redirects=False, timeout=10, headers={
+        "Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "gzip"})
+    assert response.status_code == 415 and "compressé" in response.text
+    assert "Set-Cookie" not in response.headers
+    assert login(console, "zip", PASSWORD, session).status_code == 303  # the same form, plain, works
 
 
 def test_login_sets_a_secure_session_cookie(console):

@@ -63,6 +63,15 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 @web.middleware
+async def plain_bodies(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Refuses compressed request bodies before they are read: aiohttp 3.9 (held by Rasa
+    3.6) would inflate them without limit (docs/security-audit.md); browsers never send one."""
+    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        raise web.HTTPUnsupportedMediaType(text="Corps de requête compressé refusé.")
+    return await handler(request)
+
+
+@web.middleware
 async def security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         response = await handler(request)
@@ -137,7 +146,7 @@ async def _start_watcher(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None, run_watcher: bool = True) -> web.Application:
     settings = settings or get_settings()
     upgrade(settings.database_url)
-    app = web.Application(middlewares=[errors, security_headers, sessions], client_max_size=256 * 1024)
+    app = web.Application(middlewares=[plain_bodies, errors, security_headers, sessions], client_max_size=256 * 1024)
     app[SETTINGS] = settings
     app[ACCOUNTS] = Accounts(settings.database_url)
     app[SERVICE] = HandoffService(settings.database_url, settings)
