@@ -26,6 +26,7 @@ import platform
 import secrets
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -103,16 +104,19 @@ def settle(sim: GraphApiSimulator, psids: list[str], quiet: float = 2.0) -> None
 
 def references(sim: GraphApiSimulator, messages: int) -> dict[int, list[str]]:
     """The transcript of each sequence of questions the citizens ask (by its first
-    question), written alone, one message after the other once the answer is complete."""
-    transcripts = {}
-    for offset in range(len(QUESTIONS)):
+    question), written alone: one message after the other once the answer is complete
+    (the sequences side by side, each in its own conversation)."""
+
+    def alone(offset: int) -> list[str]:
         psid = new_psid()
         for index in range(messages):
             question = QUESTIONS[(index + offset) % len(QUESTIONS)]
             sim.deliver(webhook("page", [{"id": sim.page_id, "messaging": [text_item(psid, sim.page_id, question)]}]))
             settle(sim, [psid], quiet=1.0)
-        transcripts[offset] = sim.texts(psid)
-    return transcripts
+        return sim.texts(psid)
+
+    with ThreadPoolExecutor(len(QUESTIONS)) as pool:
+        return dict(enumerate(pool.map(alone, range(len(QUESTIONS)))))
 
 
 def transcripts(sim: GraphApiSimulator, results: list[dict[str, Any]], reference: dict[int, list[str]]) -> dict:

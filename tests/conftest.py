@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from bot.settings import PROJECT_ROOT
+from tests import model_training
 
 
 def free_port() -> int:
@@ -38,11 +39,29 @@ def wait_http(url: str, process: subprocess.Popen, timeout: float = 240) -> None
     raise RuntimeError(f"{url} did not answer in {timeout} s")
 
 
+def needs_model(item: pytest.Item) -> bool:
+    return "model_path" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(trylast=True)  # after `-k` / `-m` deselected what will not run
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that need no model first (in their usual order), while the model trains in
+    the background at low priority (tests/model_training.py); then those that need it."""
+    if config.option.collectonly:
+        return
+    later = [item for item in items if needs_model(item)]
+    if later:
+        items[:] = [item for item in items if not needs_model(item)] + later
+        model_training.start()
+
+
+def pytest_sessionfinish() -> None:
+    model_training.stop()
+
+
 @pytest.fixture(scope="session")
 def model_path() -> Path:
-    from bot.faq.training import ensure_model
-
-    return ensure_model()
+    return model_training.wait()
 
 
 @pytest.fixture(scope="session")
