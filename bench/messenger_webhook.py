@@ -2,14 +2,20 @@
 
     python -m bench.messenger_webhook   ->  bench/results/messenger_webhook.json
 
-Three layouts, one after the other, each an action server and a Rasa server talking to the
-local Graph API simulator: Rasa's stock `facebook` channel (via bench/stock_facebook.py,
-signed with the legacy SHA-1 header it checks) on stock `rasa run`; Guichet's `messenger`
-channel on stock `rasa run`; Guichet's `messenger` on `bot.rasa_server` (the NLU parse off
-the event loop, as `make run` and the cluster run it). For each, 50 citizens each POST one
-signed webhook at the same moment. Measured:
+Four layouts, one after the other, each an action server and a Rasa server talking to the
+local Graph API simulator: the stock configuration (Rasa's default recipe, its default
+pipeline and policies, trained on Guichet's domain and data, with Rasa's stock `facebook`
+channel via bench/stock_facebook.py, signed with the legacy SHA-1 header it checks, on
+stock `rasa run`); Rasa's stock `facebook` channel and `rasa run` with Guichet's model;
+Guichet's `messenger` channel on stock `rasa run`; Guichet's `messenger` on
+`bot.rasa_server` (the NLU parse off the event loop, as `make run` and the cluster run
+it). For each, 50 citizens each POST one signed webhook at the same moment. Measured:
 - ack latency: until the webhook's HTTP answer (Meta times out at 20 s and then retries);
-- reply latency: from the POST to the bot's first message recorded by the simulator.
+- reply latency: from the POST to the bot's first message recorded by the simulator;
+- throughput: first replies per second, from the burst to the last first reply.
+
+The default recipe's model is trained once (about 25 minutes on 2 cores, Rasa's cache
+off; the time is recorded) into var/bench-models/, named by the hash of its inputs.
 """
 
 from __future__ import annotations
@@ -76,11 +82,13 @@ def burst(sim: GraphApiSimulator, channel: str, citizens: int, timeout: float = 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and sum(1 for i in ids if sim.sent_to(i)) < citizens:
         time.sleep(0.2)
-    replies = []
+    replies, last = [], None
     for user, (began, _, _) in zip(ids, posts, strict=True):
         sent = sim.sent_to(user)
         if sent:
             replies.append(sent[0].at - began)
+            last = max(last or 0.0, sent[0].at)
+    first_post = min(began for began, _, _ in posts)
     acks = [ack for _, ack, status in posts if status == 200]
     return {
         "citizens": citizens,
@@ -89,6 +97,7 @@ def burst(sim: GraphApiSimulator, channel: str, citizens: int, timeout: float = 
         "acks_over_meta_timeout_20s": sum(1 for a in acks if a > META_TIMEOUT),
         "replied": len(replies),
         "reply": percentiles(replies),
+        "throughput_msg_per_s": round(len(replies) / (last - first_post), 2) if last else 0.0,
     }
 
 
@@ -117,11 +126,33 @@ async def post(session: aiohttp.ClientSession, url: str, body: bytes,
 # channel on stock `rasa run`; Guichet as it is deployed
 # (`bot.rasa_server`: action answers checked with a prepared validator, parsing in threads,
 # and `bot.tracker_store`: the tracker store's SQL in a thread).
+# (name, channel, Rasa entry module, model): "default" is Rasa's default recipe.
 LAYOUTS = [
-    ("rasa_stock_facebook", "facebook", "rasa"),
-    ("guichet_messenger_stock_rasa_run", "messenger", "rasa"),
-    ("guichet_messenger", "messenger", "bot.rasa_server"),
+    ("stock_default_recipe_facebook", "facebook", "rasa", "default"),
+    ("rasa_stock_facebook", "facebook", "rasa", "guichet"),
+    ("guichet_messenger_stock_rasa_run", "messenger", "rasa", "guichet"),
+    ("guichet_messenger", "messenger", "bot.rasa_server", "guichet"),
 ]
+BENCH_MODELS = PROJECT_ROOT / "var" / "bench-models"
+
+
+def default_recipe_model() -> tuple[Path, float]:
+    """Rasa's default recipe (`bot.faq.evaluation.BASELINE_CONFIG`: the default pipeline
+    and policies) trained on Guichet's domain and data; trained once, then reused. Returns
+    the model and the seconds its training took (Rasa's training cache off)."""
+    from bot.faq.evaluation import BASELINE_CONFIG
+    from bot.faq.training import fingerprint, train
+
+    with tempfile.TemporaryDirectory(prefix="bench-default-") as tmp:
+        config = Path(tmp) / "config.yml"
+        config.write_text(BASELINE_CONFIG, encoding="utf-8")
+        name = "default-recipe-" + fingerprint(config, PROJECT_ROOT / "domain.yml", PROJECT_ROOT / "data")
+        model, timing = BENCH_MODELS / f"{name}.tar.gz", BENCH_MODELS / f"{name}.json"
+        if not (model.exists() and timing.exists()):
+            started = time.monotonic()
+            train(config, PROJECT_ROOT / "domain.yml", PROJECT_ROOT / "data", BENCH_MODELS, name, reuse_cache=False)
+            timing.write_text(json.dumps({"training_s": round(time.monotonic() - started, 1)}) + "\n")
+    return model, json.loads(timing.read_text())["training_s"]
 CREDENTIALS = {
     "messenger": "bot.channels.messenger.MessengerInput:\n",
     "facebook": "bench.stock_facebook.SimulatedFacebookInput:\n"
@@ -172,15 +203,17 @@ def main(citizens: int = CITIZENS) -> dict[str, Any]:
     from bot.faq.training import ensure_model
     from bot.processor import nlu_threads
 
-    model = ensure_model()
+    models = {"guichet": ensure_model()}
+    models["default"], default_training_s = default_recipe_model()
     sim = GraphApiSimulator().start()
     results: dict[str, Any] = {}
     try:
-        for name, channel, entry in LAYOUTS:
-            results[name] = measure(model, sim, channel, entry, citizens)
+        for name, channel, entry, model in LAYOUTS:
+            results[name] = measure(models[model], sim, channel, entry, citizens)
             print(name, json.dumps(results[name]), flush=True)
     finally:
         sim.stop()
+    stock = results["stock_default_recipe_facebook"]["throughput_msg_per_s"]
     report = {
         "benchmark": "messenger_webhook",
         "description": f"{citizens} citizens POST one signed webhook each at the same moment; "
@@ -191,6 +224,10 @@ def main(citizens: int = CITIZENS) -> dict[str, Any]:
         "guichet_meta_max_concurrent": get_settings().meta_max_concurrent,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "guichet_nlu_threads": nlu_threads(),
+        "models": {key: path.name for key, path in models.items()},
+        "default_recipe_training_s": default_training_s,
+        "guichet_throughput_vs_stock": round(results["guichet_messenger"]["throughput_msg_per_s"] / stock, 2)
+        if stock else None,
         **results,
     }
     RESULTS.mkdir(exist_ok=True)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 from collections.abc import Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -131,14 +132,30 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
 
     def _insert_events_after_stored(self, tracker: DialogueStateTracker) -> int:
         """A kept tracker may have started afresh during the outage (Rasa found no
-        conversation to continue): its unsaved events are those after the last stored one."""
+        conversation to continue): its unsaved events are those after the last stored one.
+        Unsaved events older than the last stored one mean the conversation went on
+        elsewhere meanwhile (another replica, while the inbox was degraded too): appending
+        them would put the conversation out of order for Rasa, so they are not written,
+        and counted in a warning."""
         with self.session_scope() as session:
-            last = session.execute(sa.select(sa.func.max(self.SQLEvent.timestamp))
-                                   .where(self.SQLEvent.sender_id == tracker.sender_id)).scalar()
-            events = [event for event in tracker.events if last is None or (event.timestamp or 0) > last]
+            stored = Counter(session.execute(sa.select(self.SQLEvent.timestamp)
+                                             .where(self.SQLEvent.sender_id == tracker.sender_id)).scalars())
+            last = max(stored, default=None)
+            events, older = [], 0
+            for event in tracker.events:
+                timestamp = event.timestamp or 0
+                if stored[timestamp] > 0:
+                    stored[timestamp] -= 1  # this very event is stored
+                elif last is None or timestamp > last:
+                    events.append(event)
+                else:
+                    older += 1
             self._add(session, tracker.sender_id, events)
             session.commit()
-            return len(events)
+        if older:
+            logger.warning("tracker_store_not_written_back %s", json.dumps({
+                "events": older, "reason": "the conversation went on without them (another replica)"}))
+        return len(events)
 
     def _add(self, session: Any, sender_id: str, events: Iterable[Event]) -> None:
         for event in events:

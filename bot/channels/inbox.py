@@ -38,12 +38,11 @@ import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis import asyncio as redis_asyncio
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError, ResponseError
 
 from bot import metrics
-from bot.channels.webhook_tools import REDIS_RETRY_SECONDS, REDIS_TIMEOUT_SECONDS, SenderQueues
+from bot.channels.webhook_tools import REDIS_RETRY_SECONDS, SenderQueues, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +109,7 @@ class Inbox:
 
     def _client(self) -> Any:
         if self._redis is None:
-            self._redis = redis_asyncio.from_url(self.redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS,
-                                                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+            self._redis = redis_client(self.redis_url)
         return self._redis
 
     # Consuming ---------------------------------------------------------------------

@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis import asyncio as redis_asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from bot import metrics
@@ -33,6 +35,17 @@ REDIS_RETRY_SECONDS = 5
 # Generous: Rasa's inference blocks the event loop for a while, and a timer that fires late
 # would take a slow loop for a dead Redis.
 REDIS_TIMEOUT_SECONDS = 5
+
+
+def redis_client(url: str) -> Any:
+    """The asyncio Redis client of the webhook tools and the inbox. A pooled connection
+    idle for a second is checked with a PING first, and replaced if it is dead (after a
+    Redis restart, every pooled connection is): without the check, each dead connection
+    failed one command and put the channel in its degraded mode for REDIS_RETRY_SECONDS.
+    Commands themselves are never retried (a retried XADD could enqueue an event twice)."""
+    return redis_asyncio.from_url(url, socket_timeout=REDIS_TIMEOUT_SECONDS,
+                                  socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                                  health_check_interval=1, retry=Retry(NoBackoff(), 1))
 
 
 def sign(app_secret: str, body: bytes) -> str:
@@ -89,8 +102,7 @@ class SeenIds:
 
     async def _seen_in_redis(self, key: str) -> bool:
         if self._redis is None:
-            self._redis = redis_asyncio.from_url(self.redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS,
-                                                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+            self._redis = redis_client(self.redis_url)
         added = await self._redis.set(f"guichet:seen:{self.namespace}:{key}", "1", nx=True, ex=max(1, int(self.ttl)))
         return not added
 
