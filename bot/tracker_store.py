@@ -138,8 +138,8 @@ class ResilientSQLTrackerStore(SQLTrackerStore):
         them would put the conversation out of order for Rasa, so they are not written,
         and counted in a warning."""
         with self.session_scope() as session:
-            stored = Counter(session.execute(sa.select(self.SQLEvent.timestamp)
-                                             .where(self.SQLEvent.sender_id == tracker.sender_id)).scalars())
+            stored = Counter(session.execute(sa.select(self.SQLEvent.timestamp).where(
+                self.SQLEvent.sender_id == tracker.sender_id, self.SQLEvent.timestamp.is_not(None))).scalars())
             last = max(stored, default=None)
             events, older = [], 0
             for event in tracker.events:

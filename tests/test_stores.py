@@ -254,3 +254,55 @@ def test_turns_of_a_postgresql_outage_are_written_back_once_it_is_back():
     expected = {sender: [t for n in numbers for t in (f"{sender} question {n} <b>🙂</b>", f"{sender} réponse {n}")]
                 for sender, numbers in (("known", (1, 2, 3, 4)), ("new", (2, 3)))}
     assert stored == expected
+
+
+def test_turns_kept_by_a_replica_after_the_conversation_went_on_elsewhere_are_not_written(caplog):
+    """Both faults at once (docs/deployment.md): replica A keeps a turn while PostgreSQL
+    is away; once it is back, the conversation's next turn reaches replica B, which does
+    not know that turn and saves its own. A's kept turn is older than what is stored now:
+    appending it would put the conversation out of order for Rasa, so it is not written,
+    and the count is logged. The stored conversation stays in order."""
+    from rasa.core.tracker_store import FailSafeTrackerStore, TrackerStore
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import BotUttered, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from bot import tracker_store as module
+    from tests.services import private_postgres
+
+    with private_postgres() as server:
+        config = EndpointConfig(type="bot.tracker_store.ResilientSQLTrackerStore", dialect="postgresql",
+                                url="127.0.0.1", port=server.port, db="guichet", username="postgres")
+        replica_a, replica_b = (TrackerStore.create(config, Domain.empty()) for _ in range(2))
+
+        async def turn(replica: TrackerStore, number: int) -> None:
+            store = FailSafeTrackerStore(replica)  # as Rasa's Agent wraps it
+            tracker = await store.retrieve("citizen") or DialogueStateTracker("citizen", slots=[])
+            tracker.update(UserUttered(f"question {number}"))
+            tracker.update(BotUttered(f"réponse {number}"))
+            await store.save(tracker)
+
+        async def scenario() -> list[str]:
+            await turn(replica_a, 1)
+            server.stop()
+            await turn(replica_a, 2)  # kept in A's memory
+            assert set(replica_a.kept) == {"citizen"}
+            server.start()
+            await turn(replica_b, 3)  # B reads turn 1 only, and saves turn 3
+            assert await replica_a.write_back("citizen")  # the database answers: A's copy is done with
+            assert not replica_a.kept
+            stored = await replica_b.retrieve_full_tracker("citizen")
+            return [e.text for e in stored.events if isinstance(e, (UserUttered, BotUttered))]
+
+        monkey = pytest.MonkeyPatch()
+        monkey.setattr(module, "RETRY_SECONDS", 3600)  # no background retry: the test writes back
+        try:
+            with caplog.at_level("WARNING", logger="bot.tracker_store"):
+                stored = asyncio.run(scenario())
+        finally:
+            monkey.undo()
+            for store in (replica_a, replica_b):
+                store.engine.dispose()
+    assert stored == ["question 1", "réponse 1", "question 3", "réponse 3"]
+    warnings = [r.getMessage() for r in caplog.records if "tracker_store_not_written_back" in r.getMessage()]
+    assert len(warnings) == 1 and '"events": 2' in warnings[0], warnings
