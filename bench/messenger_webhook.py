@@ -14,7 +14,7 @@ it). For each, 50 citizens each POST one signed webhook at the same moment. Meas
 - reply latency: from the POST to the bot's first message recorded by the simulator;
 - throughput: first replies per second, from the burst to the last first reply.
 
-The default recipe's model is trained once (about 25 minutes on 2 cores, Rasa's cache
+The default recipe's model is trained once (about 20 minutes on 2 cores, Rasa's cache
 off; the time is recorded) into var/bench-models/, named by the hash of its inputs.
 """
 
@@ -82,13 +82,11 @@ def burst(sim: GraphApiSimulator, channel: str, citizens: int, timeout: float = 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and sum(1 for i in ids if sim.sent_to(i)) < citizens:
         time.sleep(0.2)
-    replies, last = [], None
-    for user, (began, _, _) in zip(ids, posts, strict=True):
-        sent = sim.sent_to(user)
-        if sent:
-            replies.append(sent[0].at - began)
-            last = max(last or 0.0, sent[0].at)
-    first_post = min(began for began, _, _ in posts)
+    # (POST began, first reply sent) of each citizen answered
+    answered = [(began, sent[0].at) for user, (began, _, _) in zip(ids, posts, strict=True)
+                if (sent := sim.sent_to(user))]
+    replies = [at - began for began, at in answered]
+    span = max((at for _, at in answered), default=0.0) - min(began for began, _, _ in posts)
     acks = [ack for _, ack, status in posts if status == 200]
     return {
         "citizens": citizens,
@@ -97,7 +95,7 @@ def burst(sim: GraphApiSimulator, channel: str, citizens: int, timeout: float = 
         "acks_over_meta_timeout_20s": sum(1 for a in acks if a > META_TIMEOUT),
         "replied": len(replies),
         "reply": percentiles(replies),
-        "throughput_msg_per_s": round(len(replies) / (last - first_post), 2) if last else 0.0,
+        "throughput_msg_per_s": round(len(replies) / span, 2) if replies else 0.0,
     }
 
 
@@ -122,11 +120,11 @@ async def post(session: aiohttp.ClientSession, url: str, body: bytes,
     return began, time.perf_counter() - started, status
 
 
-# (name, channel, Rasa entry module): Rasa's stock channel on stock `rasa run`; Guichet's
-# channel on stock `rasa run`; Guichet as it is deployed
+# (name, channel, Rasa entry module, model): the stock configuration (Rasa's default
+# recipe, its stock channel, stock `rasa run`); Rasa's stock channel and server with
+# Guichet's model; Guichet's channel on stock `rasa run`; Guichet as it is deployed
 # (`bot.rasa_server`: action answers checked with a prepared validator, parsing in threads,
 # and `bot.tracker_store`: the tracker store's SQL in a thread).
-# (name, channel, Rasa entry module, model): "default" is Rasa's default recipe.
 LAYOUTS = [
     ("stock_default_recipe_facebook", "facebook", "rasa", "default"),
     ("rasa_stock_facebook", "facebook", "rasa", "guichet"),
@@ -153,6 +151,8 @@ def default_recipe_model() -> tuple[Path, float]:
             train(config, PROJECT_ROOT / "domain.yml", PROJECT_ROOT / "data", BENCH_MODELS, name, reuse_cache=False)
             timing.write_text(json.dumps({"training_s": round(time.monotonic() - started, 1)}) + "\n")
     return model, json.loads(timing.read_text())["training_s"]
+
+
 CREDENTIALS = {
     "messenger": "bot.channels.messenger.MessengerInput:\n",
     "facebook": "bench.stock_facebook.SimulatedFacebookInput:\n"

@@ -230,8 +230,13 @@ def write_files(layout: Layout) -> tuple[Path, Path]:
     return endpoints_file, nginx_file
 
 
+def find_nginx() -> str | None:
+    """nginx's path (Debian puts it in /usr/sbin, outside a user's PATH), or None."""
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+
+
 def nginx_binary() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    found = find_nginx()
     if not found:
         raise SystemExit("nginx is not installed: run `make nginx` (Debian's package) or install it")
     return found

@@ -6,10 +6,9 @@ through the signed Messenger webhook (Graph API simulator) and the web chat (Soc
 Checked: 200 citizens writing 10 messages each at once, every message answered once, to
 the right person, in order; a redelivery that reaches the other replica is dropped (Redis
 de-duplication); an agent's message reaches a web chat citizen whichever replica handles
-it (Socket.IO rooms in Redis); messages
-acknowledged just before their replica is killed are answered by the other one (the
-durable inbox, bot/channels/inbox.py), which then carries on the conversations; every
-process is healthy.
+it (Socket.IO rooms in Redis); messages acknowledged just before their replica is killed
+are answered by the other one (the durable inbox, bot/channels/inbox.py), which then
+carries on the conversations; every process is healthy.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ import socketio
 from bench.cluster import level, references
 from bot.channels.inbox import Inbox
 from bot.channels.webchat.channel import sender_id
-from bot.cluster import Cluster, Layout
+from bot.cluster import Cluster, Layout, find_nginx
 from bot.settings import PROJECT_ROOT
 from tests.services import PostgresServer, RedisServer, free_port, private_postgres
 from tests.simulators.graph_api import GraphApiSimulator, new_mid, new_psid, text_item, webhook
@@ -81,7 +80,7 @@ def postgres_server() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, model_path: Path, redis_server: RedisServer,
             postgres_server: PostgresServer) -> Iterator[tuple[Cluster, GraphApiSimulator]]:
-    if not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
+    if not find_nginx():
         pytest.fail("nginx is missing: `make nginx` (called by `make test`) installs Debian's package")
     workdir = tmp_path_factory.mktemp("cluster")
     commune = workdir / "commune.yml"

@@ -19,7 +19,6 @@ import importlib.util
 import json
 import re
 import shlex
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import pytest
 import yaml
 from jsonschema import Draft201909Validator
 
-from bot.cluster import Cluster, Layout, endpoints, nginx_config
+from bot.cluster import Cluster, Layout, endpoints, find_nginx, nginx_config
 from bot.settings import PROJECT_ROOT
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
@@ -265,16 +264,14 @@ def test_nginx_rules_are_the_ones_bot_cluster_generates() -> None:
     assert rules(NGINX_FILE.read_text(encoding="utf-8")) == rules(generated)
 
 
-@pytest.mark.skipif(not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()),
-                    reason="nginx is not installed (make nginx)")
+@pytest.mark.skipif(not find_nginx(), reason="nginx is not installed (make nginx)")
 def test_nginx_accepts_the_configuration(compose: dict, tmp_path: Path) -> None:
     text = NGINX_FILE.read_text(encoding="utf-8")
     for name in compose["services"]:  # Docker's DNS names are not resolvable here
         text = re.sub(rf"\bserver {re.escape(name)}:", "server 127.0.0.1:", text)
     config = tmp_path / "nginx.conf"
     config.write_text(text, encoding="utf-8")
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    result = subprocess.run([nginx, "-t", "-e", "stderr", "-c", str(config), "-p", str(tmp_path),
+    result = subprocess.run([find_nginx(), "-t", "-e", "stderr", "-c", str(config), "-p", str(tmp_path),
                              "-g", f"pid {tmp_path}/nginx.pid;"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
 
