@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import secrets
-import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,34 +33,13 @@ import aiohttp
 import psycopg2
 import redis
 
+from bench.measures import percentiles, rss_mb
 from bench.messenger_webhook import QUESTIONS, RESULTS, post
 from bot.cluster import Cluster, Layout
 from bot.settings import PROJECT_ROOT
 from tests.simulators.graph_api import GraphApiSimulator, new_psid, now_ms, text_item, webhook
 
 REPLY_TIMEOUT = 120.0
-
-
-def percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
-    ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
-
-    return {"p50_ms": round(1000 * statistics.median(ordered), 1), "p95_ms": at(0.95), "p99_ms": at(0.99),
-            "max_ms": round(1000 * ordered[-1], 1)}
-
-
-def rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
 
 
 async def conversation(session: aiohttp.ClientSession, sim: GraphApiSimulator, messages: int,

@@ -33,7 +33,7 @@ from typing import Any
 
 import requests
 
-from bench.messenger_webhook import free_port, percentiles
+from bench.measures import free_port, percentiles
 from bot.launcher import wait_http
 from bot.settings import PROJECT_ROOT
 from tests.simulators.graph_api import GraphApiSimulator, new_psid, now_ms, text_item, webhook

@@ -1,6 +1,6 @@
-"""Messenger webhook under load: 50 citizens writing at once.
+"""Messenger webhook under load: 10, 50 and 200 citizens writing at once.
 
-    python -m bench.messenger_webhook   ->  bench/results/messenger_webhook.json
+    python -m bench.messenger_webhook [--levels 10,50,200]   ->  bench/results/messenger_webhook.json
 
 Four layouts, one after the other, each an action server and a Rasa server talking to the
 local Graph API simulator: the stock configuration (Rasa's default recipe, its default
@@ -9,10 +9,12 @@ channel via bench/stock_facebook.py, signed with the legacy SHA-1 header it chec
 stock `rasa run`); Rasa's stock `facebook` channel and `rasa run` with Guichet's model;
 Guichet's `messenger` channel on stock `rasa run`; Guichet's `messenger` on
 `bot.rasa_server` (the NLU parse off the event loop, as `make run` and the cluster run
-it). For each, 50 citizens each POST one signed webhook at the same moment. Measured:
+it). For each level, that many citizens each POST one signed webhook at the same moment
+(new citizens at each level). Measured:
 - ack latency: until the webhook's HTTP answer (Meta times out at 20 s and then retries);
 - reply latency: from the POST to the bot's first message recorded by the simulator;
-- throughput: first replies per second, from the burst to the last first reply.
+- throughput: first replies per second, from the burst to the last first reply;
+- resident memory of the Rasa server and the action server after the bursts.
 
 The default recipe's model is trained once (about 20 minutes on 2 cores, Rasa's cache
 off; the time is recorded) into var/bench-models/, named by the hash of its inputs.
@@ -25,7 +27,6 @@ import json
 import os
 import platform
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,36 +36,18 @@ from typing import Any
 
 import aiohttp
 
+from bench.measures import free_port, percentiles, rss_mb
 from bot.launcher import wait_http
 from bot.settings import PROJECT_ROOT, get_settings
 from tests.simulators.graph_api import GraphApiSimulator, new_psid, now_ms, text_item, webhook
 
 RESULTS = Path(__file__).parent / "results"
-CITIZENS = 50
+LEVELS = [10, 50, 200]
 QUESTIONS = [
     "c'est quoi les horaires de la mairie ?", "comment refaire ma carte d'identité",
     "quand passe le camion poubelle", "inscription sur les listes électorales", "bonjour",
 ]
 META_TIMEOUT = 20.0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50_ms": None, "p95_ms": None, "max_ms": None}
-    ordered = sorted(values)
-    return {
-        "p50_ms": round(1000 * statistics.median(ordered), 1),
-        "p95_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1),
-        "max_ms": round(1000 * ordered[-1], 1),
-    }
 
 
 def burst(sim: GraphApiSimulator, channel: str, citizens: int, timeout: float = 300) -> dict[str, Any]:
@@ -160,8 +143,9 @@ CREDENTIALS = {
 }
 
 
-def measure(model: Path, sim: GraphApiSimulator, channel: str, entry: str, citizens: int) -> dict[str, Any]:
-    """Starts an action server and a Rasa server with `channel`, sends a burst, stops them."""
+def measure(model: Path, sim: GraphApiSimulator, channel: str, entry: str, levels: list[int]) -> dict[str, Any]:
+    """Starts an action server and a Rasa server with `channel`, sends a burst per level,
+    reads their memory, stops them."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-messenger-"))
     rasa_port, action_port = free_port(), free_port()
     sim.bot_url = f"http://127.0.0.1:{rasa_port}"
@@ -188,7 +172,12 @@ def measure(model: Path, sim: GraphApiSimulator, channel: str, entry: str, citiz
         processes.append(rasa)
         wait_http(f"http://127.0.0.1:{rasa_port}/", rasa, timeout=300)
         burst(sim, channel, 5)  # warm-up
-        return burst(sim, channel, citizens)
+        results: dict[str, Any] = {}
+        for citizens in levels:
+            results[str(citizens)] = burst(sim, channel, citizens)
+            print(f"  {citizens} citizens:", json.dumps(results[str(citizens)]), flush=True)
+        results["memory_rss_mb"] = {"rasa_server": rss_mb(rasa.pid), "action_server": rss_mb(actions.pid)}
+        return results
     finally:
         for process in processes:
             process.terminate()
@@ -199,24 +188,30 @@ def measure(model: Path, sim: GraphApiSimulator, channel: str, entry: str, citiz
                 process.kill()
 
 
-def main(citizens: int = CITIZENS) -> dict[str, Any]:
+def main(levels: list[int] | None = None) -> dict[str, Any]:
     from bot.faq.training import ensure_model
     from bot.processor import nlu_threads
 
+    levels = levels or LEVELS
     models = {"guichet": ensure_model()}
     models["default"], default_training_s = default_recipe_model()
     sim = GraphApiSimulator().start()
     results: dict[str, Any] = {}
     try:
         for name, channel, entry, model in LAYOUTS:
-            results[name] = measure(models[model], sim, channel, entry, citizens)
-            print(name, json.dumps(results[name]), flush=True)
+            print(name, flush=True)
+            results[name] = measure(models[model], sim, channel, entry, levels)
     finally:
         sim.stop()
-    stock = results["stock_default_recipe_facebook"]["throughput_msg_per_s"]
+
+    def ratio(level: int) -> float | None:
+        stock = results["stock_default_recipe_facebook"][str(level)]["throughput_msg_per_s"]
+        ours = results["guichet_messenger"][str(level)]["throughput_msg_per_s"]
+        return round(ours / stock, 2) if stock else None
+
     report = {
         "benchmark": "messenger_webhook",
-        "description": f"{citizens} citizens POST one signed webhook each at the same moment; "
+        "description": f"{levels} citizens POST one signed webhook each at the same moment; "
                        "Graph API = local simulator; one Rasa server, one action server, SQLite tracker store; "
                        "each layout alone on the machine, one after the other",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
@@ -226,8 +221,7 @@ def main(citizens: int = CITIZENS) -> dict[str, Any]:
         "guichet_nlu_threads": nlu_threads(),
         "models": {key: path.name for key, path in models.items()},
         "default_recipe_training_s": default_training_s,
-        "guichet_throughput_vs_stock": round(results["guichet_messenger"]["throughput_msg_per_s"] / stock, 2)
-        if stock else None,
+        "guichet_throughput_vs_stock": {str(level): ratio(level) for level in levels},
         **results,
     }
     RESULTS.mkdir(exist_ok=True)
@@ -236,4 +230,9 @@ def main(citizens: int = CITIZENS) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(), indent=2, ensure_ascii=False))
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="citizens per burst, comma-separated")
+    args = parser.parse_args()
+    print(json.dumps(main([int(v) for v in args.levels.split(",")]), indent=2, ensure_ascii=False))

@@ -34,7 +34,7 @@ from typing import Any
 
 import requests
 
-from bench.messenger_webhook import free_port
+from bench.measures import free_port
 from bot.launcher import wait_http
 from bot.settings import PROJECT_ROOT
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import pytest
 import requests
@@ -24,50 +23,8 @@ from bot.channels.meta_events import parse_webhook as parse_meta
 from bot.channels.telegram_updates import CallbackPayloads, NotAnUpdate, parse_update
 from bot.channels.whatsapp_webhook import NotWhatsApp
 from bot.channels.whatsapp_webhook import parse_webhook as parse_whatsapp
+from tests.fuzzing import fuzzed_bodies, meta_template, mutate, telegram_template, whatsapp_template
 from tests.simulators import whatsapp_cloud
-from tests.simulators.graph_api import attachment_item, postback_item, quick_reply_item, text_item, webhook
-
-PAGE, PSID = "1100000000000001", "7700000000000001"
-SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**64), st.floats(allow_nan=False),
-    st.text(max_size=50), st.sampled_from(["", "🤖" * 500, "<script>alert(1)</script>", "x" * 5000, "/faq{", "\x00"]),
-)
-JSON = st.recursive(SCALARS, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)), max_leaves=12)
-
-
-def meta_template() -> dict[str, Any]:
-    items = [text_item(PSID, PAGE, "bonjour"), quick_reply_item(PSID, PAGE, "Oui", "/affirm"),
-             postback_item(PSID, PAGE, "Menu", "/greet"), attachment_item(PSID, PAGE, "image", "https://cdn.example/a.jpg")]
-    return webhook("page", [{"id": PAGE, "time": 1, "messaging": items}])
-
-
-def whatsapp_template() -> dict[str, Any]:
-    sim = whatsapp_cloud.WhatsAppCloudSimulator(app_secret="x")
-    return sim.envelope(messages=[whatsapp_cloud.text_message("33612345678", "bonjour"),
-                                  whatsapp_cloud.location_message("33612345678", 48.8, 2.3)],
-                        statuses=[whatsapp_cloud.status_item("wamid.X", "33612345678", "delivered")])
-
-
-def telegram_template() -> dict[str, Any]:
-    return {"update_id": 7, "message": {"message_id": 1, "date": 1, "text": "bonjour",
-                                        "from": {"id": 42, "is_bot": False, "first_name": "Camille"},
-                                        "chat": {"id": 42, "type": "private", "first_name": "Camille"}}}
-
-
-def mutate(data: st.DataObject, node: Any, depth: int = 0) -> Any:
-    """`node` with some of its parts (about one in six) replaced by arbitrary JSON."""
-    if depth and data.draw(st.integers(0, 5)) == 0:
-        return data.draw(JSON)
-    if isinstance(node, dict):
-        mutated = {key: mutate(data, value, depth + 1) for key, value in node.items()}
-        if data.draw(st.integers(0, 7)) == 0:
-            mutated[data.draw(st.text(max_size=10))] = data.draw(JSON)
-        return mutated
-    if isinstance(node, list):
-        return [mutate(data, value, depth + 1) for value in node]
-    return node
-
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -98,19 +55,6 @@ def test_the_telegram_parser_reads_or_refuses_any_update(data):
         parse_update(mutate(data, telegram_template()), CallbackPayloads())
     except NotAnUpdate:
         pass
-
-
-# Against the running stack -----------------------------------------------------------------------------
-def fuzzed_bodies(template: dict[str, Any], count: int) -> list[Any]:
-    bodies: list[Any] = []
-
-    @settings(max_examples=count, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(st.data())
-    def collect(data: st.DataObject) -> None:
-        bodies.append(mutate(data, template))
-
-    collect()
-    return bodies
 
 
 @pytest.mark.slow

@@ -237,7 +237,10 @@ def test_privacy_notice_export_and_erasure_leave_nothing_personal(stack, console
     wait_text(citizen.texts, "dpo@")
     link = re.search(r"(http\S+/webhooks/donnees/\S+)", wait_text(citizen.texts, "lien personnel")).group(1)
     page = requests.get(link, timeout=10)
-    assert page.status_code == 200 and report.reference in page.text and "quelles données avez-vous sur moi ?" in page.text
+    assert page.status_code == 200 and report.reference in page.text
+    # The turn that sent the link is in the tracker store once Rasa has finished it.
+    wait_until(lambda: "quelles données avez-vous sur moi ?" in requests.get(link, timeout=10).text, timeout=15,
+               message="the page never showed the citizen's last message")
     own = requests.get(f"{link}/fichier.json", timeout=10).json()
     assert own["requests"][0]["contact"] == email and own["conversation_id"] == citizen.id
 
