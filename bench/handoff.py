@@ -33,9 +33,10 @@ from typing import Any
 
 import requests
 
-from bench.measures import free_port, percentiles
+from bench.measures import percentiles
 from bot.launcher import wait_http
 from bot.settings import PROJECT_ROOT
+from tests.services import free_port
 from tests.simulators.graph_api import GraphApiSimulator, new_psid, now_ms, text_item, webhook
 
 RESULTS = Path(__file__).parent / "results"

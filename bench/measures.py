@@ -1,17 +1,10 @@
-"""What every benchmark measures the same way: latency percentiles, resident memory, a
-free port for the servers it starts."""
+"""What every benchmark measures the same way: latency percentiles and resident memory.
+(Free ports for the servers they start: `tests.services.free_port`.)"""
 
 from __future__ import annotations
 
-import socket
 import statistics
 from pathlib import Path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:

@@ -36,9 +36,10 @@ from typing import Any
 
 import aiohttp
 
-from bench.measures import free_port, percentiles, rss_mb
+from bench.measures import percentiles, rss_mb
 from bot.launcher import wait_http
 from bot.settings import PROJECT_ROOT, get_settings
+from tests.services import free_port
 from tests.simulators.graph_api import GraphApiSimulator, new_psid, now_ms, text_item, webhook
 
 RESULTS = Path(__file__).parent / "results"

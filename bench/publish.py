@@ -34,9 +34,9 @@ from typing import Any
 
 import requests
 
-from bench.measures import free_port
 from bot.launcher import wait_http
 from bot.settings import PROJECT_ROOT
+from tests.services import free_port
 
 RESULTS = Path(__file__).parent / "results"
 TARGET_PUBLISH_SECONDS = 360
