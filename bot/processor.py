@@ -7,7 +7,7 @@ machine, 1.5 ms with the prepared validator): profiled under load (py-spy), that
 quarters of the Rasa server's event-loop time. The check of each answer is the same.
 
 2. The NLU parse runs off the event loop. Rasa 3.6 runs the NLU pipeline (featurisers,
-DIET, ResponseSelector) synchronously inside its asyncio event loop: while one message is
+DIET, the FAQ topic selector) synchronously inside its asyncio event loop: while one message is
 parsed (~15 ms on 2 cores), the server can neither acknowledge a webhook, nor answer a
 health check, nor push an agent's reply.
 

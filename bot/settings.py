@@ -48,7 +48,7 @@ class Settings:
     commune_file: Path
     faq_dir: Path
     catalog_file: Path
-    # Below this ResponseSelector confidence an FAQ answer is not given: the citizen is
+    # Below this FAQ-topic confidence an FAQ answer is not given: the citizen is
     # offered the likely topics instead (tuned with `make eval`).
     faq_min_confidence: float
     # Bearer token for the `api` REST channel; the channel refuses every request if unset.
@@ -173,7 +173,7 @@ class Settings:
             commune_file=_path("GUICHET_COMMUNE_FILE", PROJECT_ROOT / "commune.yml"),
             faq_dir=_path("GUICHET_FAQ_DIR", PROJECT_ROOT / "data" / "faq"),
             catalog_file=_path("GUICHET_CATALOG_FILE", PROJECT_ROOT / "bot" / "faq" / "catalog.yml"),
-            faq_min_confidence=_float("GUICHET_FAQ_MIN_CONFIDENCE", 0.15),
+            faq_min_confidence=_float("GUICHET_FAQ_MIN_CONFIDENCE", 0.2),
             api_token=_str("GUICHET_API_TOKEN"),
             telegram_token=_str("GUICHET_TELEGRAM_TOKEN"),
             telegram_webhook_secret=_str("GUICHET_TELEGRAM_WEBHOOK_SECRET"),

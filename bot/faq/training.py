@@ -26,6 +26,8 @@ from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
+import yaml
+
 from bot.settings import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
@@ -34,9 +36,22 @@ MODEL_PREFIX = "guichet-"
 
 
 def training_files(config: Path, domain: Path, data: Path) -> list[Path]:
-    files = [config, domain]
+    files = [config, domain, *component_sources(config)]
     files += sorted(p for p in data.rglob("*") if p.is_file() and p.suffix in {".yml", ".yaml"})
     return files
+
+
+def component_sources(config: Path) -> list[Path]:
+    """The project's own Rasa components the configuration names (`bot.nlu.…`): a change
+    of their code changes the model."""
+    steps = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("pipeline") or []
+    sources = []
+    for step in steps:
+        module = str(step.get("name", "")).rpartition(".")[0]
+        path = PROJECT_ROOT / Path(*module.split(".")).with_suffix(".py") if module else None
+        if path and path.is_file():
+            sources.append(path)
+    return sources
 
 
 def fingerprint(config: Path, domain: Path, data: Path) -> str:

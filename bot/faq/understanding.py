@@ -37,7 +37,7 @@ class Understanding:
 
 
 def topic_ranking(parse: dict[str, Any]) -> list[tuple[str, float]]:
-    """FAQ topics by decreasing ResponseSelector confidence."""
+    """FAQ topics by decreasing confidence of the topic selector."""
     selectors = parse.get("response_selector") or {}
     # Rasa names a ResponseSelector's output after its `retrieval_intent`, or "default"
     # when none is set (Rasa's default recipe, compared with ours by `make eval`).
