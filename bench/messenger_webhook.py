@@ -14,7 +14,9 @@ it). For each level, that many citizens each POST one signed webhook at the same
 - ack latency: until the webhook's HTTP answer (Meta times out at 20 s and then retries);
 - reply latency: from the POST to the bot's first message recorded by the simulator;
 - throughput: first replies per second, from the burst to the last first reply;
-- resident memory of the Rasa server and the action server after the bursts.
+- resident memory of the Rasa server and the action server after the bursts;
+- each model's NLU-only ceiling (bench/nlu.py: parses per second in one process) and
+  Guichet's throughput as a share of it.
 
 Both models are trained once, Rasa's cache off, into var/bench-models/, named by the hash of
 their inputs, and their training times recorded (the default recipe: about 20 minutes on 2
@@ -38,6 +40,7 @@ from typing import Any
 import aiohttp
 
 from bench.measures import percentiles, rss_mb
+from bench.nlu import ceiling
 from bot.launcher import wait_http
 from bot.settings import PROJECT_ROOT, get_settings
 from tests.services import free_port
@@ -209,6 +212,8 @@ def main(levels: list[int] | None = None) -> dict[str, Any]:
     models, training_s = {}, {}
     models["guichet"], training_s["guichet"] = guichet_model()
     models["default"], training_s["default"] = default_recipe_model()
+    # The NLU-only ceiling of each model: parses per second in one process, nothing else running.
+    nlu = {name: ceiling(path) for name, path in models.items()}
     sim = GraphApiSimulator().start()
     results: dict[str, Any] = {}
     try:
@@ -236,6 +241,10 @@ def main(levels: list[int] | None = None) -> dict[str, Any]:
         "models": {key: path.name for key, path in models.items()},
         "training_s": {"guichet": training_s["guichet"], "default_recipe": training_s["default"]},
         "guichet_throughput_vs_stock": {str(level): ratio(level) for level in levels},
+        "nlu_ceiling": nlu,
+        "guichet_throughput_vs_nlu_ceiling": {
+            str(level): round(results["guichet_messenger"][str(level)]["throughput_msg_per_s"]
+                              / nlu["guichet"]["parses_per_second"], 2) for level in levels},
         **results,
     }
     RESULTS.mkdir(exist_ok=True)

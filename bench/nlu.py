@@ -36,15 +36,19 @@ async def measure(agent, texts: list[str], rounds: int) -> dict:
     }
 
 
-def main(rounds: int = 5) -> dict:
+def ceiling(model: Path, rounds: int = 5) -> dict:
+    """Parses of the public set's questions by `model`, loaded in this process."""
     from rasa.core.agent import Agent
 
-    from bot.faq.training import ensure_model
-
-    model = ensure_model()
     agent = Agent.load(str(model))
     texts = [case.text for case in load_public_set()]
-    result = {"model": model.name, **asyncio.run(measure(agent, texts, rounds))}
+    return {"model": model.name, **asyncio.run(measure(agent, texts, rounds))}
+
+
+def main(rounds: int = 5) -> dict:
+    from bot.faq.training import ensure_model
+
+    result = ceiling(ensure_model(), rounds)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "nlu.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(json.dumps(result, indent=2))

@@ -11,7 +11,7 @@ out-of-scope questions and the rest too: a message that resembles no topic gets 
 confidence for all of them, which is what the FAQ-topic threshold of the action reads.
 
 The fitted model is stored as plain arrays (JSON + NumPy, no pickle) in Rasa's model
-storage, and prediction is a sparse product and a softmax: about a millisecond.
+storage; prediction is one sparse product and a softmax (no TensorFlow).
 """
 
 from __future__ import annotations
