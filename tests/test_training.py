@@ -3,7 +3,7 @@
 import shutil
 from pathlib import Path
 
-from bot.faq.training import fingerprint, training_files
+from bot.faq.training import component_sources, fingerprint, training_files
 from bot.settings import PROJECT_ROOT
 
 
@@ -34,6 +34,17 @@ def test_training_inputs_are_config_domain_and_data():
     names = {f.name for f in files}
     assert {"config.yml", "domain.yml", "rules.yml", "core.yml", "etat_civil.yml"} <= names
     assert "commune.yml" not in names
+    # The project's own component named in config.yml: a change of its code retrains.
+    assert PROJECT_ROOT / "bot" / "nlu" / "topic_selector.py" in files
+
+
+def test_only_the_components_a_config_names_are_hashed(tmp_path):
+    config = tmp_path / "config.yml"
+    config.write_text("pipeline:\n- name: WhitespaceTokenizer\n- name: bot.nlu.topic_selector.LinearTopicSelector\n"
+                      "- name: some.module.that.does.not.Exist\n", encoding="utf-8")
+    assert component_sources(config) == [PROJECT_ROOT / "bot" / "nlu" / "topic_selector.py"]
+    config.write_text("recipe: default.v1\npipeline:\npolicies:\n", encoding="utf-8")  # Rasa's defaults
+    assert component_sources(config) == []
 
 
 def test_make_run_serves_the_published_model_else_the_current_datas(tmp_path):
