@@ -1,8 +1,10 @@
-"""What every benchmark measures the same way: latency percentiles and resident memory.
+"""What every benchmark measures the same way: latency percentiles, resident memory and
+CPU time.
 (Free ports for the servers they start: `tests.services.free_port`.)"""
 
 from __future__ import annotations
 
+import os
 import statistics
 from pathlib import Path
 
@@ -29,3 +31,13 @@ def rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, every thread) a process has used so far (Linux), None
+    once it has ended."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

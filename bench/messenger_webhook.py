@@ -14,7 +14,9 @@ it). For each level, that many citizens each POST one signed webhook at the same
 - ack latency: until the webhook's HTTP answer (Meta times out at 20 s and then retries);
 - reply latency: from the POST to the bot's first message recorded by the simulator;
 - throughput: first replies per second, from the burst to the last first reply;
-- resident memory of the Rasa server and the action server after the bursts;
+- resident memory of the Rasa server and the action server after the bursts, and the CPU
+  time each of them used per answered message during each burst (what bounds the
+  throughput on 2 cores);
 - each model's NLU-only ceiling (bench/nlu.py: parses per second in one process) and
   Guichet's throughput as a share of it.
 
@@ -39,7 +41,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.measures import percentiles, rss_mb
+from bench.measures import cpu_seconds, percentiles, rss_mb
 from bench.nlu import ceiling
 from bot.launcher import wait_http
 from bot.settings import PROJECT_ROOT, get_settings
@@ -190,8 +192,14 @@ def measure(model: Path, sim: GraphApiSimulator, channel: str, entry: str, level
         wait_http(f"http://127.0.0.1:{rasa_port}/", rasa, timeout=300)
         burst(sim, channel, 5)  # warm-up
         results: dict[str, Any] = {}
+        servers = {"rasa_server": rasa.pid, "action_server": actions.pid}
         for citizens in levels:
+            before = {name: cpu_seconds(pid) for name, pid in servers.items()}
             results[str(citizens)] = burst(sim, channel, citizens)
+            # CPU time each server spent per answered message during the burst
+            results[str(citizens)]["cpu_ms_per_message"] = {
+                name: round(1000 * (cpu_seconds(pid) - before[name]) / max(1, results[str(citizens)]["replied"]), 1)
+                for name, pid in servers.items()}
             print(f"  {citizens} citizens:", json.dumps(results[str(citizens)]), flush=True)
         results["memory_rss_mb"] = {"rasa_server": rss_mb(rasa.pid), "action_server": rss_mb(actions.pid)}
         return results

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 import redis
 from rasa.utils.endpoints import EndpointConfig
+from sqlalchemy.pool import QueuePool
 
 from bot import lock_store as lock_store_module
 from bot.lock_store import ResilientRedisLockStore
@@ -82,7 +83,11 @@ def test_the_tracker_store_checks_its_connections_and_keeps_conversations(tmp_pa
     store = TrackerStore.create(config, Domain.empty())
     inner = getattr(store, "_tracker_store", store)  # Rasa wraps it
     assert isinstance(inner, ResilientSQLTrackerStore)  # not Rasa's silent in-memory fallback
-    assert inner.engine.pool._pre_ping
+    # SQLite: connections kept open (SQLAlchemy 1.4 would open one per session), in WAL mode
+    assert isinstance(inner.engine.pool, QueuePool)
+    with inner.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
 
     async def scenario() -> list[str]:
         tracker = DialogueStateTracker("citizen", slots=[])
@@ -115,7 +120,10 @@ def tracker_store(request, tmp_path):
                                     username=parts.username,
                                     query={k: v[0] for k, v in parse_qs(parts.query).items()})
         store = TrackerStore.create(config, Domain.empty())
-        yield getattr(store, "_tracker_store", store)
+        inner = getattr(store, "_tracker_store", store)
+        if request.param == "postgresql":
+            assert inner.engine.pool._pre_ping  # a connection left dead by a restart is replaced
+        yield inner
         store_engine = getattr(store, "_tracker_store", store).engine
         store_engine.dispose()
 
