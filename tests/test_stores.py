@@ -87,7 +87,7 @@ def test_the_tracker_store_checks_its_connections_and_keeps_conversations(tmp_pa
     assert isinstance(inner.engine.pool, QueuePool)
     with inner.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL: every commit on disk
 
     async def scenario() -> list[str]:
         tracker = DialogueStateTracker("citizen", slots=[])

@@ -22,12 +22,10 @@ def utcnow() -> dt.datetime:
 def sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API objects
     cursor = dbapi_connection.cursor()
     # WAL lets the console read while Rasa writes the tracker store in the same file;
-    # the busy timeout makes concurrent writers wait instead of failing. In WAL mode,
-    # `synchronous=NORMAL` syncs at checkpoints instead of at every commit (SQLite's
-    # recommended pairing): never a corrupt file, but a power cut can undo the last
-    # commits. Production runs on PostgreSQL.
+    # the busy timeout makes concurrent writers wait instead of failing. Every commit
+    # stays synced to disk (SQLite's default `synchronous=FULL`: `NORMAL` was measured
+    # and not faster under load, bench/messenger_webhook.py, 2026-12-05).
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
