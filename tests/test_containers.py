@@ -264,6 +264,24 @@ def test_nginx_rules_are_the_ones_bot_cluster_generates() -> None:
     assert rules(NGINX_FILE.read_text(encoding="utf-8")) == rules(generated)
 
 
+def test_nginx_drops_idle_upstream_connections_before_the_servers_do() -> None:
+    """A request nginx sends on a kept connection the server is closing is reset, and nginx
+    does not retry a POST: the citizen would get a 502's safety net. So each upstream's idle
+    connections must end on nginx's side first (shorter than the server's keep-alive)."""
+    from rasa.core.constants import DEFAULT_KEEP_ALIVE_TIMEOUT
+    from rasa_sdk.endpoint import create_app
+
+    server_keep_alive = {"actions": create_app("actions").config.KEEP_ALIVE_TIMEOUT,  # Sanic's 5 s
+                         "rasa": DEFAULT_KEEP_ALIVE_TIMEOUT}  # `rasa run`: 120 s
+    text = NGINX_FILE.read_text(encoding="utf-8")
+    for upstream, server_seconds in server_keep_alive.items():
+        block = re.search(rf"upstream {upstream} {{(.*?)}}", text, re.S).group(1)
+        assert "keepalive " in block  # connections are kept…
+        found = re.search(r"keepalive_timeout (\d+)s;", block)
+        nginx_seconds = int(found.group(1)) if found else 60  # nginx's default
+        assert nginx_seconds < server_seconds, (upstream, nginx_seconds, server_seconds)
+
+
 @pytest.mark.skipif(not find_nginx(), reason="nginx is not installed (make nginx)")
 def test_nginx_accepts_the_configuration(compose: dict, tmp_path: Path) -> None:
     text = NGINX_FILE.read_text(encoding="utf-8")
