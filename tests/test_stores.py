@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 import redis
+import sqlalchemy as sa
 from rasa.utils.endpoints import EndpointConfig
 from sqlalchemy.pool import QueuePool
 
@@ -168,6 +169,62 @@ def test_conversations_saved_at_once_keep_their_events_in_order(tracker_store):
                     (f"question {turn} de {index} 🙂 <b>x</b>", f"réponse {turn} à {index}")]
         assert asyncio.run(read(index)) == expected
     assert threads and all(name.startswith("guichet-tracker-store") for name in threads)
+
+
+def test_saves_write_the_rows_rasa_writes(tracker_store, tmp_path):
+    """The store's own count-and-insert (two statements built once) writes, turn after
+    turn and across a new conversation session, exactly the rows Rasa's `SQLTrackerStore`
+    writes for the same conversation (each turn continues from the stored conversation and
+    is saved once, as Rasa's processor does)."""
+    from rasa.core.tracker_store import SQLTrackerStore
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    rasa_store = SQLTrackerStore(Domain.empty(), dialect="sqlite", db=str(tmp_path / "rasa.db"))
+    tracker = DialogueStateTracker("citizen", slots=[])
+    turns = [
+        [ActionExecuted("action_session_start", timestamp=1.0), SessionStarted(timestamp=1.0),
+         ActionExecuted("action_listen", timestamp=1.0)],
+        [UserUttered("horaires ? 🙂 <script>x</script>", {"name": "faq", "confidence": 0.9}, timestamp=2.0),
+         ActionExecuted("action_guichet_faq", timestamp=2.1), BotUttered("De 8 h à 17 h.", timestamp=2.1),
+         ActionExecuted("action_listen", timestamp=2.1)],
+        [UserUttered("merci", {"name": "thanks", "confidence": 0.8}, timestamp=3.0),
+         ActionExecuted("action_listen", timestamp=3.0)],
+        # a new session the next day: Rasa counts only the events since its start
+        [ActionExecuted("action_session_start", timestamp=90_000.0), SessionStarted(timestamp=90_000.0),
+         ActionExecuted("action_listen", timestamp=90_000.0),
+         UserUttered("bonjour", {"name": "greet", "confidence": 0.95}, timestamp=90_001.0)],
+        [ActionExecuted("utter_greet", timestamp=90_001.1), BotUttered("Bonjour !", timestamp=90_001.1)],
+    ]
+
+    async def save_each_turn() -> None:
+        # as Rasa does: each turn continues the conversation retrieved from the store
+        ours, theirs = tracker, tracker.copy()
+        for events in turns:
+            for event in events:
+                ours.update(event)
+                theirs.update(event)
+            await tracker_store.save(ours)
+            await rasa_store.save(theirs)
+            ours, theirs = await tracker_store.retrieve("citizen"), await rasa_store.retrieve("citizen")
+
+    asyncio.run(save_each_turn())
+
+    def rows(store: SQLTrackerStore) -> list[tuple]:
+        table = store.SQLEvent.__table__
+        with store.engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(
+                sa.select(table.c.sender_id, table.c.type_name, table.c.timestamp, table.c.intent_name,
+                          table.c.action_name, table.c.data).order_by(table.c.id))]
+
+    ours = rows(tracker_store)
+    assert ours == rows(rasa_store)
+    assert len(ours) == sum(len(events) for events in turns)
+    assert [row[4] for row in ours if row[1] == "action"][-1] == "utter_greet"
+    retrieved = asyncio.run(tracker_store.retrieve("citizen"))
+    assert [e.text for e in retrieved.events if isinstance(e, UserUttered)] == ["bonjour"]  # this session
+    rasa_store.engine.dispose()
 
 
 def test_the_event_loop_runs_while_the_tracker_store_writes(tracker_store):

@@ -234,6 +234,45 @@ def test_image_is_acknowledged_and_kept(stack, wa):
     sentinel(wa, who)
 
 
+def test_media_after_a_session_expired_keeps_each_event_once(stack, wa):
+    """A citizen who wrote three hours ago sends a message type WhatsApp cannot show: Rasa
+    starts a new session and the channel answers it itself. Each event is stored once (two saves of that turn used
+    to write the previous session's events a second time)."""
+    import sqlalchemy as sa
+
+    who = number()
+    then = time.time() - 3 * 3600
+    earlier = [
+        {"event": "action", "timestamp": then, "name": "action_session_start"},
+        {"event": "session_started", "timestamp": then},
+        {"event": "action", "timestamp": then, "name": "action_listen"},
+        {"event": "user", "timestamp": then + 1, "text": "bonjour",
+         "parse_data": {"intent": {"name": "greet", "confidence": 0.99}, "entities": []}},
+        {"event": "bot", "timestamp": then + 2, "text": "Bonjour !"},
+        {"event": "action", "timestamp": then + 2, "name": "action_listen"},
+    ]
+    engine = sa.create_engine(f"sqlite:///{stack.workdir / 'tracker.db'}")
+    with engine.begin() as connection:  # the earlier conversation, as Rasa stored it
+        for event in earlier:
+            connection.execute(sa.text(
+                "INSERT INTO events (sender_id, type_name, timestamp, intent_name, action_name, data) "
+                "VALUES (:sender, :type, :timestamp, :intent, :action, :data)"),
+                {"sender": who, "type": event["event"], "timestamp": event["timestamp"],
+                 "intent": event.get("parse_data", {}).get("intent", {}).get("name"),
+                 "action": event.get("name"), "data": json.dumps(event)})
+    wa.post(wa.envelope([sim.unknown_message(who)]))
+    [reply] = wa.wait_for(who, 1)
+    assert "ce type de message" in body_of(reply)
+    with engine.connect() as connection:
+        stored = [json.loads(row[0]) for row in connection.execute(
+            sa.text("SELECT data FROM events WHERE sender_id = :sender ORDER BY id"), {"sender": who})]
+    engine.dispose()
+    assert stored[:len(earlier)] == earlier
+    assert [e["event"] for e in stored[len(earlier):]] == [
+        "slot", "action", "session_started", "action", "user", "bot", "action"]  # the new session, once
+    assert [e["text"] for e in stored if e["event"] == "user"] == ["bonjour", "[message non lisible]"]
+
+
 def test_paused_conversation_stays_silent_but_keeps_the_transcript(stack, wa):
     """An agent has taken the conversation over: the bot answers nothing, Rasa logs all."""
     who = number()

@@ -267,13 +267,17 @@ class WhatsAppInput(InputChannel):
             await message.output_channel.send_text_message(message.sender_id, reply)
             return
         async with agent.lock_store.lock(message.sender_id):
-            tracker = await agent.log_message(message)
-            if tracker.is_paused():
-                return
-            await message.output_channel.send_text_message(message.sender_id, reply)
-            tracker.update(BotUttered(reply, metadata={"guichet": "whatsapp_channel_reply"}))
-            tracker.update(ActionExecuted(ACTION_LISTEN_NAME))
-            await agent.tracker_store.save(tracker)
+            # Saved once, at the end: Rasa's SQL store counts the stored events of the
+            # latest session, so a second save of a turn that started a new session
+            # would write the previous session's events again.
+            tracker = await agent.processor.log_message(message, should_save_tracker=False)
+            try:
+                if not tracker.is_paused():
+                    await message.output_channel.send_text_message(message.sender_id, reply)
+                    tracker.update(BotUttered(reply, metadata={"guichet": "whatsapp_channel_reply"}))
+                    tracker.update(ActionExecuted(ACTION_LISTEN_NAME))
+            finally:
+                await agent.tracker_store.save(tracker)  # the citizen's message is kept even if sending failed
 
     def _rasa_text(self, inbound: Inbound) -> str:
         """What Rasa reads: a tap's payload if the model knows its intent; typed text as text."""
