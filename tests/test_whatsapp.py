@@ -236,8 +236,8 @@ def test_image_is_acknowledged_and_kept(stack, wa):
 
 def test_media_after_a_session_expired_keeps_each_event_once(stack, wa):
     """A citizen who wrote three hours ago sends a message type WhatsApp cannot show: Rasa
-    starts a new session and the channel answers it itself. Each event is stored once (two saves of that turn used
-    to write the previous session's events a second time)."""
+    starts a new session and the channel answers it itself. Each event is stored once (two
+    saves of that turn used to write the previous session's events a second time)."""
     import sqlalchemy as sa
 
     who = number()
